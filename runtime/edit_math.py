@@ -1,0 +1,171 @@
+"""Global-direction edit math (DESIGN §4.C), in numpy: the one implementation precompute, export,
+validation and the runtime all call.
+
+  text direction  dt = unit(class(target) - class(neutral)), class(t) = unit(mean_k unit(E_T(template_k(t))))
+  relevance       r  = fs3 @ dt                  (one row of fs3 per non-ToRGB style channel)
+  threshold       r_c = 0 where |r_c| < beta      (beta: disentanglement)
+  direction       ds = r / max|r| * std           (ToRGB channels and channels past fs3's rows get 0)
+  edit            s' = s + sum_i alpha_i * ds_i
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .stylespace import StyleSpaceLayout
+
+DEFAULT_ALPHA = 4.1
+DEFAULT_BETA = 0.15
+ALPHA_RANGE = (-10.0, 10.0)
+BETA_RANGE = (0.0, 1.0)
+
+# CLIP's 80 ImageNet prompt templates without 'a photo of many {}.' (StyleCLIP uses these 79).
+TEMPLATES = (
+    'a bad photo of a {}.',
+    'a sculpture of a {}.',
+    'a photo of the hard to see {}.',
+    'a low resolution photo of the {}.',
+    'a rendering of a {}.',
+    'graffiti of a {}.',
+    'a bad photo of the {}.',
+    'a cropped photo of the {}.',
+    'a tattoo of a {}.',
+    'the embroidered {}.',
+    'a photo of a hard to see {}.',
+    'a bright photo of a {}.',
+    'a photo of a clean {}.',
+    'a photo of a dirty {}.',
+    'a dark photo of the {}.',
+    'a drawing of a {}.',
+    'a photo of my {}.',
+    'the plastic {}.',
+    'a photo of the cool {}.',
+    'a close-up photo of a {}.',
+    'a black and white photo of the {}.',
+    'a painting of the {}.',
+    'a painting of a {}.',
+    'a pixelated photo of the {}.',
+    'a sculpture of the {}.',
+    'a bright photo of the {}.',
+    'a cropped photo of a {}.',
+    'a plastic {}.',
+    'a photo of the dirty {}.',
+    'a jpeg corrupted photo of a {}.',
+    'a blurry photo of the {}.',
+    'a photo of the {}.',
+    'a good photo of the {}.',
+    'a rendering of the {}.',
+    'a {} in a video game.',
+    'a photo of one {}.',
+    'a doodle of a {}.',
+    'a close-up photo of the {}.',
+    'a photo of a {}.',
+    'the origami {}.',
+    'the {} in a video game.',
+    'a sketch of a {}.',
+    'a doodle of the {}.',
+    'a origami {}.',
+    'a low resolution photo of a {}.',
+    'the toy {}.',
+    'a rendition of the {}.',
+    'a photo of the clean {}.',
+    'a photo of a large {}.',
+    'a rendition of a {}.',
+    'a photo of a nice {}.',
+    'a photo of a weird {}.',
+    'a blurry photo of a {}.',
+    'a cartoon {}.',
+    'art of a {}.',
+    'a sketch of the {}.',
+    'a embroidered {}.',
+    'a pixelated photo of a {}.',
+    'itap of the {}.',
+    'a jpeg corrupted photo of the {}.',
+    'a good photo of a {}.',
+    'a plushie {}.',
+    'a photo of the nice {}.',
+    'a photo of the small {}.',
+    'a photo of the weird {}.',
+    'the cartoon {}.',
+    'art of the {}.',
+    'a drawing of the {}.',
+    'a photo of the large {}.',
+    'a black and white photo of a {}.',
+    'the plushie {}.',
+    'a dark photo of a {}.',
+    'itap of a {}.',
+    'graffiti of the {}.',
+    'a toy {}.',
+    'itap of my {}.',
+    'a photo of a cool {}.',
+    'a photo of a small {}.',
+    'a tattoo of the {}.',
+)
+
+
+class NoChannelError(ValueError):
+    """No style channel passes the threshold beta."""
+
+
+def unit(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=axis, keepdims=True)
+    return x / np.maximum(norm, 1e-12)
+
+
+def template_prompts(text: str, templates=TEMPLATES) -> list[str]:
+    return [t.format(text) for t in templates]
+
+
+def class_embedding(embeddings: np.ndarray) -> np.ndarray:
+    """Per-template embeddings [T, D] of one text -> its unit class embedding [D]."""
+    return unit(unit(np.asarray(embeddings, dtype=np.float64)).mean(axis=0))
+
+
+def text_direction(encode, target: str, neutral: str, templates=TEMPLATES) -> np.ndarray:
+    """dt [D] from `encode(list[str]) -> [N, D]`; both texts' templates go in one batched call."""
+    embs = np.asarray(encode(template_prompts(target, templates) + template_prompts(neutral, templates)))
+    n = len(templates)
+    return unit(class_embedding(embs[:n]) - class_embedding(embs[n:])).astype(np.float32)
+
+
+def relevance(fs3: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    """r [n_rows]: cosine of each channel's image-space direction with the text direction."""
+    return np.asarray(fs3, dtype=np.float32) @ np.asarray(dt, dtype=np.float32)
+
+
+def auto_beta(r: np.ndarray, min_channels: int) -> float:
+    """The largest beta that keeps at least `min_channels` channels (|r| of the K-th strongest)."""
+    if not 1 <= min_channels <= r.size:
+        raise ValueError(f"min_channels must be in 1..{r.size}, got {min_channels}")
+    return float(np.sort(np.abs(r))[::-1][min_channels - 1])
+
+
+def check_range(name: str, value: float, bounds: tuple[float, float]) -> float:
+    if not np.isfinite(value) or not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"{name} must be a number in [{bounds[0]}, {bounds[1]}], got {value}")
+    return float(value)
+
+
+def style_direction(r: np.ndarray, beta: float, std: np.ndarray, layout: StyleSpaceLayout) -> np.ndarray:
+    """Flat Δs [layout.total] for relevance `r` (rows in layout.conv_index() order, possibly fewer)."""
+    check_range("beta", beta, BETA_RANGE)
+    conv_index = layout.conv_index()
+    if r.ndim != 1 or r.size > conv_index.size:
+        raise ValueError(f"relevance has shape {r.shape}; the generator has {conv_index.size} non-ToRGB channels")
+    kept = np.where(np.abs(r) >= beta, r, 0.0)
+    peak = np.abs(kept).max(initial=0.0)
+    if peak == 0.0:
+        raise NoChannelError(
+            f"no style channel reaches beta={beta:g} (the strongest has |r|={np.abs(r).max(initial=0.0):.3f}); "
+            f"use beta <= {np.floor(np.abs(r).max(initial=0.0) * 1000) / 1000:.3f} or auto-beta"
+        )
+    ds = np.zeros(layout.total, dtype=np.float32)
+    ds[conv_index[: r.size]] = kept / peak * np.asarray(std, dtype=np.float32)[conv_index[: r.size]]
+    return ds
+
+
+def apply_edits(s: np.ndarray, directions, alphas) -> np.ndarray:
+    """s [B, total] + sum_i alpha_i * ds_i."""
+    out = np.array(s, dtype=np.float32, copy=True)
+    for ds, alpha in zip(directions, alphas, strict=True):
+        out += np.float32(check_range("alpha", alpha, ALPHA_RANGE)) * ds
+    return out
