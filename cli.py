@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 
 import click
 
 # Errors a user can cause with bad input: reported as one line, exit code 2, no traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, PermissionError)
+USER_ERRORS = (ValueError, OSError)
 
 
 class Cli(click.Group):
@@ -67,6 +69,70 @@ def import_mapper(checkpoint, output, trust_pickle):
     click.echo(f"mapper for {mapper.config.prompt!r}: groups {', '.join(groups)}, split {mapper.config.split}")
     for path in save_mapper(mapper, output):
         click.echo(f"wrote {path}")
+
+
+@main.command("export")
+@click.option("--generator", type=click.Path(dir_okay=False), help="StyleGAN2 checkpoint (rosinality .pt or ours).")
+@click.option("--clip", "clip_path", type=click.Path(dir_okay=False), help="CLIP weights (ours, open_clip or OpenAI).")
+@click.option("--clip-name", help="open_clip model name when --clip is a raw weights file, e.g. ViT-B-32.")
+@click.option("--mapper", "mappers", multiple=True, type=click.Path(dir_okay=False), help="Latent mapper (ours); repeatable.")
+@click.option("--fs3", type=click.Path(dir_okay=False), help="Global-direction relevance table (.npy).")
+@click.option("--s-stats", type=click.Path(dir_okay=False), help="StyleSpace mean/std (.npz with 'mean', 'std').")
+@click.option("--out", type=click.Path(file_okay=False), help="Bundle folder [default: artifacts/bundles/demo].")
+@click.option("--fp16", is_flag=True, help="Also write fp16 variants of every graph.")
+@click.option("--torchscript", is_flag=True, help="Also write TorchScript variants.")
+@click.option("--tensorrt", is_flag=True, help="Also build TensorRT engines (needs tensorrt and a GPU).")
+@click.option("--image-encoder", is_flag=True, help="Also export the CLIP image encoder.")
+@click.option("--trust-pickle", is_flag=True, help="Allow full unpickling of checkpoints (trusted files only).")
+def export_cmd(generator, clip_path, clip_name, mappers, fs3, s_stats, out, fp16, torchscript, tensorrt,
+               image_encoder, trust_pickle):
+    """Export models into one bundle. With no model options: the demo world from artifacts/demo."""
+    from export.bundle import DEFAULT_BUNDLE, ExportOptions, Sources, demo_sources, export_bundle
+
+    if generator is None and clip_path is None:
+        if mappers or fs3 or s_stats:
+            raise click.UsageError("--mapper/--fs3/--s-stats need --generator and --clip")
+        src = demo_sources()
+    elif generator is None or clip_path is None:
+        raise click.UsageError("pass both --generator and --clip (or neither, for the demo world)")
+    else:
+        src = Sources(Path(generator), Path(clip_path), clip_name, [Path(m) for m in mappers],
+                      Path(fs3) if fs3 else None, Path(s_stats) if s_stats else None, trust_pickle)
+    out = Path(out) if out else DEFAULT_BUNDLE
+    start = time.perf_counter()
+    manifest = export_bundle(out, src, ExportOptions(fp16, torchscript, tensorrt, image_encoder))
+    total = sum(f["size"] for f in manifest["files"].values())
+    click.echo(f"wrote {out} ({len(manifest['graphs'])} graphs, {total / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
+
+
+@main.command()
+@click.argument("bundle", required=False, type=click.Path(file_okay=False))
+@click.option("--batches", default="1,4", show_default=True, help="Batch sizes to test (comma-separated).")
+@click.option("--seed", default=0, show_default=True)
+def validate(bundle, batches, seed):
+    """Compare every graph of BUNDLE with PyTorch; exit 1 on any failure. Writes BUNDLE/report/index.html."""
+    from export.bundle import DEFAULT_BUNDLE
+    from export.validate import Validator, format_table
+
+    sizes = parse_ints(batches, "--batches")
+    folder = Path(bundle) if bundle else DEFAULT_BUNDLE
+    checks = Validator(folder, sizes, seed).run()
+    click.echo(format_table(checks))
+    click.echo(f"report: {folder / 'report' / 'index.html'}")
+    if not all(c.passed for c in checks):
+        click.echo("validation FAILED", err=True)
+        sys.exit(1)
+    click.echo("validation passed")
+
+
+def parse_ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
+    if not values or min(values) < 1:
+        raise click.BadParameter("values must be >= 1", param_hint=option)
+    return values
 
 
 @main.command()

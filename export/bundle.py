@@ -1,0 +1,233 @@
+"""`cli.py export`: models from local files -> one self-describing, verified bundle folder (DESIGN §5).
+
+The bundle is assembled in a temporary sibling folder and renamed into place at the end, so an
+interrupted export leaves no half bundle and never damages an existing one.
+"""
+from __future__ import annotations
+
+import datetime
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import open_clip
+import torch
+from tqdm import tqdm
+
+from precompute.checkpoints import load_generator, require_file
+from precompute.clip_model import load_clip
+from precompute.mapper import load_mapper
+from runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST
+from runtime.edit_math import DEFAULT_ALPHA, DEFAULT_BETA, TEMPLATES
+from runtime.files import atomic_path, sha256_file
+
+from . import __version__
+from .converters import OPSET, ExportError, convert_fp16, export_onnx, export_torchscript
+from .graphs import TRUNCATION, InputSampler, clip_graphs, generator_graphs, mapper_graph
+from .tensorrt import build_engine, require_tensorrt
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_DIR = ROOT / "artifacts" / "demo"  # the shipped demo world
+DEFAULT_BUNDLE = ROOT / "artifacts" / "bundles" / "demo"  # build output, ignored by git
+EXAMPLE_BATCH = 2  # torch.export specializes dims whose example size is 0 or 1
+
+
+@dataclass
+class Sources:
+    """Local model files a bundle is built from (recorded with their sha256 for `validate`)."""
+
+    generator: Path
+    clip: Path
+    clip_name: str | None = None  # an open_clip name when `clip` is a raw weights file
+    mappers: list[Path] = field(default_factory=list)  # our mapper format (.json/.safetensors)
+    fs3: Path | None = None  # [rows, embed_dim] .npy
+    s_stats: Path | None = None  # .npz with flat `mean` and `std` over all style channels
+    trust_pickle: bool = False
+
+
+@dataclass
+class ExportOptions:
+    fp16: bool = False
+    torchscript: bool = False
+    tensorrt: bool = False
+    image_encoder: bool = False
+    opset: int = OPSET
+
+
+@dataclass
+class Models:
+    generator: torch.nn.Module
+    clip: torch.nn.Module
+    mappers: dict[str, torch.nn.Module]
+    tables: dict[str, np.ndarray]
+
+
+def demo_sources() -> Sources:
+    """The demo world shipped in artifacts/demo: generator, CLIP, mappers and global-direction tables."""
+    need = {"generator": DEMO_DIR / "generator.json", "CLIP": DEMO_DIR / "clip.json"}
+    for what, path in need.items():
+        if not path.is_file():
+            raise ValueError(f"the demo {what} is not in {DEMO_DIR} ({path.name} missing); "
+                             "pass --generator and --clip to export your own models")
+    fs3, stats = DEMO_DIR / "fs3.npy", DEMO_DIR / "s_stats.npz"
+    has_gd = fs3.is_file() and stats.is_file()
+    return Sources(need["generator"], need["CLIP"], None, sorted((DEMO_DIR / "mappers").glob("*.json")),
+                   fs3 if has_gd else None, stats if has_gd else None)
+
+
+def mapper_name(path: Path) -> str:
+    name = re.sub(r"[^a-z0-9]+", "_", Path(path).stem.lower()).strip("_")
+    if not name:
+        raise ValueError(f"cannot derive a mapper name from {path}")
+    return name
+
+
+def load_sources(src: Sources) -> Models:
+    gen = load_generator(src.generator, trust_pickle=src.trust_pickle)
+    clip = load_clip(src.clip_name, src.clip, trust_pickle=src.trust_pickle)
+    mappers = {}
+    for path in src.mappers:
+        mapper = load_mapper(path)
+        if (mapper.config.n_latent, mapper.config.style_dim) != (gen.n_latent, gen.config.style_dim):
+            raise ValueError(f"mapper {path} is for W+ [{mapper.config.n_latent}, {mapper.config.style_dim}], "
+                             f"the generator's is [{gen.n_latent}, {gen.config.style_dim}]")
+        if (name := mapper_name(path)) in mappers:
+            raise ValueError(f"two mappers are named {name!r}; rename one file")
+        mappers[name] = mapper
+    tables = {"latent_avg": gen.latent_avg.numpy().astype(np.float32)}
+    if (src.fs3 is None) != (src.s_stats is None):
+        raise ValueError("global directions need both --fs3 and --s-stats")
+    if src.fs3 is not None:
+        tables.update(read_direction_tables(src.fs3, src.s_stats, gen.layout, clip.embed_dim))
+    return Models(gen, clip, mappers, tables)
+
+
+def read_direction_tables(fs3_path, stats_path, layout, embed_dim) -> dict[str, np.ndarray]:
+    fs3 = np.load(require_file(fs3_path, "fs3 table"), allow_pickle=False).astype(np.float32)
+    # Rows follow layout.conv_index(); a table may stop at a layer boundary (official FFHQ: 5376 = up to 128 px).
+    boundaries = np.cumsum([l.channels for l in layout.conv_layers]).tolist()
+    if fs3.ndim != 2 or fs3.shape[1] != embed_dim or fs3.shape[0] not in boundaries:
+        raise ValueError(f"fs3 {fs3_path} has shape {fs3.shape}; expected [rows, {embed_dim}] with rows at a "
+                         f"conv-layer boundary (one of {boundaries})")
+    with np.load(require_file(stats_path, "S statistics"), allow_pickle=False) as stats:
+        mean, std = (stats[k].astype(np.float32) for k in ("mean", "std"))
+    if mean.shape != (layout.total,) or std.shape != (layout.total,):
+        raise ValueError(f"S statistics {stats_path} must hold flat mean/std of {layout.total} channels")
+    return {"fs3": fs3, "s_mean": mean, "s_std": std}
+
+
+def _file_entry(folder: Path, rel: str, role: str) -> dict:
+    path = folder / rel
+    return {"role": role, "sha256": sha256_file(path), "size": path.stat().st_size}
+
+
+def _io(name: str, shape: list, dtype: str) -> dict:
+    return {"name": name, "shape": shape, "dtype": dtype}
+
+
+def export_bundle(out, src: Sources, options: ExportOptions = ExportOptions(), progress: bool = True) -> dict:
+    """Build the bundle at `out` (replacing an existing one only once the new one is complete)."""
+    trt_env = require_tensorrt() if options.tensorrt else None  # fail before any work
+    models = load_sources(src)
+    gen, clip = models.generator, models.clip
+    sampler = InputSampler(gen, clip)
+    specs = generator_graphs(gen, sampler)
+    specs += [mapper_graph(name, m, sampler) for name, m in models.mappers.items()]
+    specs += clip_graphs(clip, sampler, options.image_encoder)
+    rng = np.random.default_rng(0)
+    files, graphs = {}, {}
+    with atomic_path(Path(out), is_dir=True) as tmp:
+        for sub in ("graphs", "tables", "tokenizer"):
+            (tmp / sub).mkdir()
+        for spec in tqdm(specs, desc="export graphs", unit="graph", disable=not progress):
+            example = spec.sample(EXAMPLE_BATCH, rng)
+            with torch.no_grad():
+                out_example = spec.module(torch.from_numpy(example)).numpy()
+            variants = {}
+            rel = f"graphs/{spec.name}.onnx"
+            export_onnx(spec, example, tmp / rel, options.opset)
+            variants["fp32"] = {"file": rel, "format": "onnx", "precision": "fp32"}
+            if options.fp16:
+                rel16 = f"graphs/{spec.name}.fp16.onnx"
+                convert_fp16(tmp / rel, tmp / rel16)
+                variants["fp16"] = {"file": rel16, "format": "onnx", "precision": "fp16"}
+            if options.torchscript:
+                rel_ts = f"torchscript/{spec.name}.pt"
+                (tmp / "torchscript").mkdir(exist_ok=True)
+                export_torchscript(spec, example, tmp / rel_ts)
+                variants["torchscript"] = {"file": rel_ts, "format": "torchscript", "precision": "fp32"}
+            if trt_env is not None:
+                rel_trt = f"tensorrt/{spec.name}.plan"
+                (tmp / "tensorrt").mkdir(exist_ok=True)
+                build_engine(tmp / rel, tmp / rel_trt, spec.input_name, example.shape[1:])
+                variants["tensorrt"] = {"file": rel_trt, "format": "tensorrt", "precision": "fp32", "environment": trt_env}
+            for v in variants.values():
+                files[v["file"]] = _file_entry(tmp, v["file"], f"graph:{spec.name}")
+            graphs[spec.name] = {
+                "inputs": [_io(spec.input_name, spec.input_shape(example), str(example.dtype))],
+                "outputs": [_io(spec.output_name, ["batch", *out_example.shape[1:]], str(out_example.dtype))],
+                "metric": spec.metric,
+                "variants": variants,
+            }
+        tables = {}
+        for name, array in models.tables.items():
+            rel = f"tables/{name}.npy"
+            np.save(tmp / rel, np.ascontiguousarray(array), allow_pickle=False)
+            files[rel] = _file_entry(tmp, rel, f"table:{name}")
+            tables[name] = rel
+        vocab = f"tokenizer/{Path(clip.vocab_path).name}"
+        shutil.copyfile(clip.vocab_path, tmp / vocab)
+        files[vocab] = _file_entry(tmp, vocab, "tokenizer")
+        manifest = build_manifest(models, src, options, graphs, files, tables, vocab)
+        write_manifest(tmp, manifest)
+    return manifest
+
+
+def build_manifest(models: Models, src: Sources, options, graphs, files, tables, vocab) -> dict:
+    gen, clip = models.generator, models.clip
+    sources = {"generator": src.generator, "clip": src.clip, **{f"mapper_{n}": p for n, p in zip(models.mappers, src.mappers)}}
+    if src.fs3 is not None:
+        sources.update(fs3=src.fs3, s_stats=src.s_stats)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "producer": {
+            "toolkit": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "open_clip": open_clip.__version__, "opset": options.opset,
+        },
+        "sources": {k: {"path": str(Path(p).resolve()), "sha256": sha256_file(p)} for k, p in sources.items()},
+        "generator": {**gen.config.to_dict(), "n_latent": gen.n_latent, "layout": gen.layout.to_list(),
+                      "truncation": TRUNCATION},
+        "clip": {
+            "name": clip.name, "embed_dim": clip.embed_dim, "context_length": clip.context_length,
+            "image_size": clip.image_size, "preprocess": clip.preprocess, "preprocess_cfg": clip.preprocess_cfg,
+            "tokenizer": {"file": vocab, "type": "clip-bpe", "sot": 49406, "eot": 49407, "pad": 0, "lowercase": True},
+        },
+        "templates": list(TEMPLATES),
+        "tables": tables,
+        "global_directions": None if "fs3" not in tables else {
+            "fs3_rows": int(models.tables["fs3"].shape[0]),
+            "row_order": "non-ToRGB style channels in layout order (layout conv_index); channels past the last row get no edit",
+        },
+        "mappers": {
+            name: {"graph": f"mapper_{name}", "prompt": m.config.prompt, "split": list(m.config.split),
+                   "enabled": m.config.enabled, "delta_scale": 0.1}
+            for name, m in models.mappers.items()
+        },
+        "defaults": {"alpha": DEFAULT_ALPHA, "beta": DEFAULT_BETA, "truncation": TRUNCATION},
+        "graphs": graphs,
+        "files": files,
+        "validation": None,
+    }
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    import json
+
+    with atomic_path(Path(folder) / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -1,0 +1,125 @@
+"""The graphs a bundle holds: thin torch wrappers with one tensor in and one out, plus realistic inputs.
+
+Every graph has a dynamic batch (axis 0); everything else is static. Inputs for export and validation
+come from the models themselves (z -> w -> W+ -> S as in real edits, real token sequences), so errors
+are measured where the graphs actually operate, not on arbitrary noise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from precompute.clip_model import Clip
+from precompute.mapper import LatentMapper
+from precompute.stylegan2 import Generator
+
+TRUNCATION = 0.7  # StyleCLIP samples with psi 0.7
+
+
+@dataclass
+class GraphSpec:
+    name: str
+    module: nn.Module
+    input_name: str
+    output_name: str
+    metric: str  # "image" | "embedding" | "latent": the domain metric validation uses
+    sample: Callable[[int, np.random.Generator], np.ndarray]  # batch, rng -> one input batch
+
+    def input_shape(self, array: np.ndarray) -> list:
+        return ["batch", *array.shape[1:]]
+
+
+class _Call(nn.Module):
+    """Exposes one method of a model as forward (the exporter traces forward)."""
+
+    def __init__(self, model: nn.Module, method: str):
+        super().__init__()
+        self.model, self.method = model, method
+
+    def forward(self, x):
+        return getattr(self.model, self.method)(x)
+
+
+class _Styles(nn.Module):
+    def __init__(self, gen: Generator):
+        super().__init__()
+        self.gen = gen
+
+    def forward(self, wplus):
+        return torch.cat(self.gen.styles(wplus), dim=1)
+
+
+class _TextEncoder(nn.Module):
+    def __init__(self, clip: Clip):
+        super().__init__()
+        self.model = clip.model
+
+    def forward(self, tokens):
+        return self.model.encode_text(tokens, normalize=True)
+
+
+class _ImageEncoder(nn.Module):
+    """Raw generator images -> unit CLIP embedding, preprocessing included (the bundle records which)."""
+
+    def __init__(self, clip: Clip):
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, images):
+        return self.clip.encode_image(images)
+
+
+class InputSampler:
+    """Realistic graph inputs drawn from the models: z, W+ (truncated, per-row jitter), S, images, tokens."""
+
+    def __init__(self, gen: Generator, clip: Clip | None = None):
+        self.gen, self.clip = gen, clip
+
+    @torch.no_grad()
+    def z(self, batch, rng):
+        return rng.standard_normal((batch, self.gen.config.style_dim), dtype=np.float32)
+
+    @torch.no_grad()
+    def wplus(self, batch, rng):
+        w = self.gen.wplus_from_z(torch.from_numpy(self.z(batch, rng)), TRUNCATION)
+        jitter = rng.standard_normal(w.shape, dtype=np.float32) * 0.1  # inverted latents differ per row
+        return (w + torch.from_numpy(jitter)).numpy()
+
+    @torch.no_grad()
+    def styles(self, batch, rng):
+        return torch.cat(self.gen.styles(torch.from_numpy(self.wplus(batch, rng))), dim=1).numpy()
+
+    @torch.no_grad()
+    def images(self, batch, rng):
+        return self.gen(torch.from_numpy(self.wplus(batch, rng))).numpy()
+
+    def tokens(self, batch, rng):
+        words = ["a", "face", "with", "purple", "blonde", "hair", "smiling", "glasses", "blue", "eyes",
+                 "photo", "of", "the", "bald", "person", "on", "green", "background", "surprised", "😀"]
+        texts = [" ".join(rng.choice(words, size=rng.integers(1, 40))) for _ in range(batch)]
+        return self.clip.tokenize(texts).numpy()
+
+
+def generator_graphs(gen: Generator, sampler: InputSampler) -> list[GraphSpec]:
+    return [
+        GraphSpec("mapping", _Call(gen, "mapping"), "z", "w", "latent", sampler.z),
+        GraphSpec("styles", _Styles(gen), "wplus", "styles", "latent", sampler.wplus),
+        GraphSpec("synthesis", _Call(gen, "synthesis_flat"), "styles", "image", "image", sampler.styles),
+        GraphSpec("synthesis_wplus", _Call(gen, "synthesis_wplus"), "wplus", "image", "image", sampler.wplus),
+    ]
+
+
+def mapper_graph(name: str, mapper: LatentMapper, sampler: InputSampler) -> GraphSpec:
+    """W+ -> edited W+ at strength 1 (the runtime scales: w + k * (w' - w))."""
+    return GraphSpec(f"mapper_{name}", _Call(mapper, "edit"), "wplus", "wplus_edited", "latent", sampler.wplus)
+
+
+def clip_graphs(clip: Clip, sampler: InputSampler, image_encoder: bool) -> list[GraphSpec]:
+    specs = [GraphSpec("text_encoder", _TextEncoder(clip), "tokens", "text_embedding", "embedding", sampler.tokens)]
+    if image_encoder:
+        specs.append(GraphSpec("image_encoder", _ImageEncoder(clip), "images", "image_embedding", "embedding", sampler.images))
+    return specs

@@ -1,0 +1,305 @@
+"""`cli.py validate`: every exported graph against PyTorch on fresh inputs (DESIGN §6).
+
+For each graph and variant (fp32/fp16 ONNX, TorchScript, TensorRT) and each batch size, the same
+realistic inputs go through the PyTorch model and the exported graph; we record max abs error,
+relative L2 error and the domain metric (PSNR for images, min cosine for embeddings, max abs for
+latents), plus two end-to-end edits (global direction and mapper) compared image to image. Results
+go into the manifest and into an HTML report with side-by-side images and error maps. Any failure is
+a failure: the command exits non-zero.
+"""
+from __future__ import annotations
+
+import datetime
+import html
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from runtime import edit_math
+from runtime.bundle import BundleError, load_table, verify_bundle, verify_file
+from runtime.files import atomic_path, sha256_file
+
+from .bundle import Models, Sources, load_sources, write_manifest
+from .graphs import InputSampler, clip_graphs, generator_graphs, mapper_graph
+
+# metric, threshold, whether larger is better; per precision and per kind of output
+TOLERANCES = {
+    "fp32": {"image": ("psnr", 60.0, True), "embedding": ("cosine", 0.99999, True), "latent": ("max_abs", 1e-4, False)},
+    "fp16": {"image": ("psnr", 35.0, True), "embedding": ("cosine", 0.999, True), "latent": ("rel_l2", 1e-2, False)},
+}
+VARIANT_PRECISION = {"fp32": "fp32", "fp16": "fp16", "torchscript": "fp32", "tensorrt": "fp32"}
+GD_PROMPT = ("a face with purple hair", "a face")  # the end-to-end global-direction check
+REPORT_DIR = "report"
+
+
+class ValidationFailed(ValueError):
+    """An exported graph that does not even produce the right shape."""
+
+
+@dataclass
+class Check:
+    graph: str
+    variant: str
+    batch: int
+    metric: str
+    value: float
+    tolerance: float
+    higher_is_better: bool
+    max_abs: float
+    rel_l2: float
+
+    @property
+    def passed(self) -> bool:
+        ok = self.value >= self.tolerance if self.higher_is_better else self.value <= self.tolerance
+        return bool(not np.isnan(self.value) and ok)
+
+
+def metrics(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
+    ref, out = ref.astype(np.float64), out.astype(np.float64)
+    diff = out - ref
+    mse_255 = np.mean(diff**2) * 127.5**2  # images: [-1, 1] -> [0, 255]
+    cos = np.sum(ref * out, axis=-1) / (np.linalg.norm(ref, axis=-1) * np.linalg.norm(out, axis=-1) + 1e-30)
+    return {
+        "max_abs": float(np.abs(diff).max()),
+        "rel_l2": float(np.linalg.norm(diff) / (np.linalg.norm(ref) + 1e-30)),
+        "psnr": float(10 * np.log10(255.0**2 / mse_255)) if mse_255 > 0 else float("inf"),
+        "cosine": float(np.min(cos)),
+    }
+
+
+# --- runners for each exported format --------------------------------------------------------------
+def _onnx_runner(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # fp16 graphs log a warning per op it cannot constant-fold on CPU
+    sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x})[0]
+
+
+def _torchscript_runner(path: Path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": we test it anyway
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def run(x):
+        with torch.no_grad():
+            return module(torch.from_numpy(x)).numpy()
+    return run
+
+
+def _tensorrt_runner(path: Path, environment: dict):
+    from runtime.engines import check_engine_environment, gpu_environment
+
+    check_engine_environment(environment, gpu_environment())
+    import tensorrt as trt
+
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(path.read_bytes())
+    context = engine.create_execution_context()
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+
+    def run(x):
+        inp = torch.from_numpy(x).cuda()
+        context.set_input_shape(names[0], tuple(inp.shape))
+        out = torch.empty(tuple(context.get_tensor_shape(names[1])), device="cuda")
+        context.set_tensor_address(names[0], inp.data_ptr())
+        context.set_tensor_address(names[1], out.data_ptr())
+        context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
+        torch.cuda.synchronize()
+        return out.cpu().numpy()
+    return run
+
+
+def make_runner(folder: Path, manifest: dict, variant: dict):
+    path = verify_file(folder, manifest, variant["file"])
+    if variant["format"] == "onnx":
+        return _onnx_runner(path)
+    if variant["format"] == "torchscript":
+        return _torchscript_runner(path)
+    return _tensorrt_runner(path, variant["environment"])
+
+
+# --- models from the recorded sources ---------------------------------------------------------------
+def sources_from_manifest(manifest: dict) -> Sources:
+    recorded = manifest.get("sources") or {}
+    for key, entry in recorded.items():
+        path = Path(entry["path"])
+        if not path.is_file():
+            raise BundleError(f"validation needs the PyTorch source '{key}' at {path}, which is missing")
+        if sha256_file(path) != entry["sha256"]:
+            raise BundleError(f"the PyTorch source '{key}' at {path} changed since the export (sha256 differs)")
+    mappers = [Path(e["path"]) for k, e in recorded.items() if k.startswith("mapper_")]
+    get = lambda k: Path(recorded[k]["path"]) if k in recorded else None  # noqa: E731
+    return Sources(get("generator"), get("clip"), manifest["clip"]["name"], mappers, get("fs3"), get("s_stats"))
+
+
+# --- the checks ----------------------------------------------------------------------------------------
+def _check(graph, variant, batch, kind, ref, out) -> Check:
+    metric, tol, higher = TOLERANCES[VARIANT_PRECISION[variant]][kind]
+    m = metrics(ref, out)
+    return Check(graph, variant, batch, metric, m[metric], tol, higher, m["max_abs"], m["rel_l2"])
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    return ((np.clip(img, -1, 1) + 1) * 127.5).round().astype(np.uint8).transpose(1, 2, 0)
+
+
+def save_side_by_side(path: Path, ref: np.ndarray, out: np.ndarray) -> None:
+    """Rows: PyTorch | exported | |error| amplified so the largest error is white."""
+    err = np.abs(out - ref).max(axis=1, keepdims=True)
+    err = np.repeat(err / max(float(err.max()), 1e-12) * 2 - 1, 3, axis=1)
+    rows = [np.concatenate([_to_uint8(r), _to_uint8(o), _to_uint8(e)], axis=1) for r, o, e in zip(ref, out, err)]
+    grid = np.concatenate(rows, axis=0)
+    scale = max(1, 256 // ref.shape[-1])
+    Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
+
+
+class Validator:
+    def __init__(self, folder, batches=(1, 4), seed=0, progress=True):
+        self.folder, self.batches, self.seed, self.progress = Path(folder), tuple(batches), seed, progress
+        self.manifest = verify_bundle(folder)
+        self.models: Models = load_sources(sources_from_manifest(self.manifest))
+        gen, clip = self.models.generator, self.models.clip
+        sampler = InputSampler(gen, clip)
+        specs = generator_graphs(gen, sampler) + clip_graphs(clip, sampler, "image_encoder" in self.manifest["graphs"])
+        specs += [mapper_graph(name, m, sampler) for name, m in self.models.mappers.items()]
+        self.specs = {s.name: s for s in specs}
+        self.images: dict[str, tuple] = {}  # report pictures: name -> (ref, out)
+
+    def graph_checks(self) -> list[Check]:
+        checks = []
+        jobs = [(g, v) for g, entry in self.manifest["graphs"].items() for v in entry["variants"]]
+        for graph, variant in tqdm(jobs, desc="validate graphs", unit="graph", disable=not self.progress):
+            spec = self.specs[graph]
+            run = make_runner(self.folder, self.manifest, self.manifest["graphs"][graph]["variants"][variant])
+            rng = np.random.default_rng([self.seed, len(checks)])
+            for batch in self.batches:
+                x = spec.sample(batch, rng)
+                with torch.no_grad():
+                    ref = spec.module(torch.from_numpy(x)).numpy()
+                out = run(x)
+                if out.shape != ref.shape:
+                    raise ValidationFailed(f"{graph} [{variant}] returned shape {out.shape} for batch {batch}, PyTorch {ref.shape}")
+                checks.append(_check(graph, variant, batch, spec.metric, ref, out))
+                if spec.metric == "image" and batch == max(self.batches):
+                    self.images[f"{graph}.{variant}"] = (ref, out)
+        return checks
+
+    def edit_checks(self) -> list[Check]:
+        """Whole edits, fp32 ONNX vs PyTorch, compared on the final images."""
+        gen, clip, m = self.models.generator, self.models.clip, self.manifest
+        onnx = {g: make_runner(self.folder, m, e["variants"]["fp32"]) for g, e in m["graphs"].items()}
+        rng = np.random.default_rng([self.seed, 999])
+        wplus = self.specs["styles"].sample(max(self.batches), rng)
+        checks = []
+        if m.get("global_directions"):
+            fs3, std = (load_table(self.folder, m, m["tables"][k]) for k in ("fs3", "s_std"))
+            with torch.no_grad():
+                dt_ref = edit_math.text_direction(lambda t: clip.encode_text(t).numpy(), *GD_PROMPT)
+                dt_out = edit_math.text_direction(lambda t: onnx["text_encoder"](clip.tokenize(t).numpy()), *GD_PROMPT)
+                r = edit_math.relevance(fs3, dt_ref)
+                beta = min(edit_math.DEFAULT_BETA, edit_math.auto_beta(r, 10))
+                s_ref = torch.cat(gen.styles(torch.from_numpy(wplus)), 1).numpy()
+                ds_ref = edit_math.style_direction(r, beta, std, gen.layout)
+                ref = gen.synthesis_flat(torch.from_numpy(edit_math.apply_edits(s_ref, [ds_ref], [edit_math.DEFAULT_ALPHA]))).numpy()
+            ds_out = edit_math.style_direction(edit_math.relevance(fs3, dt_out), beta, std, gen.layout)
+            out = onnx["synthesis"](edit_math.apply_edits(onnx["styles"](wplus), [ds_out], [edit_math.DEFAULT_ALPHA]))
+            checks.append(_check("edit:global_direction", "fp32", len(wplus), "image", ref, out))
+            self.images["edit:global_direction"] = (ref, out)
+        for name, info in m["mappers"].items():
+            mapper = self.models.mappers[name]
+            with torch.no_grad():
+                ref = gen(mapper.edit(torch.from_numpy(wplus))).numpy()
+            out = onnx["synthesis_wplus"](onnx[info["graph"]](wplus))
+            checks.append(_check(f"edit:mapper_{name}", "fp32", len(wplus), "image", ref, out))
+            self.images[f"edit:mapper_{name}"] = (ref, out)
+        return checks
+
+    def run(self, report: bool = True) -> list[Check]:
+        checks = self.graph_checks() + self.edit_checks()
+        self.record(checks)
+        if report:
+            self.write_report(checks)
+        return checks
+
+    def record(self, checks: list[Check]) -> None:
+        """Results into the manifest: every check, and each variant's worst error."""
+        m = self.manifest
+        for graph, entry in m["graphs"].items():
+            for vname, variant in entry["variants"].items():
+                mine = [c for c in checks if c.graph == graph and c.variant == vname]
+                variant["error"] = {
+                    "max_abs": max(c.max_abs for c in mine), "rel_l2": max(c.rel_l2 for c in mine),
+                    mine[0].metric: worst(mine), "passed": all(c.passed for c in mine),
+                }
+        m["validation"] = {
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "batches": list(self.batches), "seed": self.seed, "passed": all(c.passed for c in checks),
+            "tolerances": {p: {k: {"metric": t[0], "threshold": t[1], "higher_is_better": t[2]} for k, t in kinds.items()}
+                           for p, kinds in TOLERANCES.items()},
+            "checks": [dict(asdict(c), passed=c.passed) for c in checks],
+        }
+        write_manifest(self.folder, m)
+
+    def write_report(self, checks: list[Check]) -> Path:
+        with atomic_path(self.folder / REPORT_DIR, is_dir=True) as tmp:
+            pictures = []
+            for name, (ref, out) in self.images.items():
+                file = f"{name.replace(':', '_')}.png"
+                save_side_by_side(tmp / file, ref, out)
+                pictures.append((name, file))
+            (tmp / "index.html").write_text(render_html(self.manifest, checks, pictures))
+        return self.folder / REPORT_DIR / "index.html"
+
+
+def worst(checks: list[Check]) -> float:
+    values = [c.value for c in checks]
+    return min(values) if checks[0].higher_is_better else max(values)
+
+
+def summary_rows(checks: list[Check]) -> list[tuple]:
+    """One row per (graph, variant): metric, worst value (= the tightest tolerance that passes), tolerance."""
+    rows, seen = [], {}
+    for c in checks:
+        seen.setdefault((c.graph, c.variant), []).append(c)
+    for (graph, variant), group in seen.items():
+        c0 = group[0]
+        rows.append((graph, variant, ",".join(str(c.batch) for c in group), c0.metric, worst(group),
+                     f"{'>=' if c0.higher_is_better else '<='} {c0.tolerance:g}", max(c.max_abs for c in group),
+                     all(c.passed for c in group)))
+    return rows
+
+
+def format_table(checks: list[Check]) -> str:
+    header = f"{'graph':<28} {'variant':<11} {'batch':<6} {'metric':<8} {'would pass at':>14} {'tolerance':>12} {'max abs':>10}  result"
+    lines = [header, "-" * len(header)]
+    for graph, variant, batches, metric, value, tol, max_abs, ok in summary_rows(checks):
+        lines.append(f"{graph:<28} {variant:<11} {batches:<6} {metric:<8} {value:>14.6g} {tol:>12} {max_abs:>10.2e}  {'ok' if ok else 'FAIL'}")
+    return "\n".join(lines)
+
+
+def render_html(manifest: dict, checks: list[Check], pictures: list[tuple]) -> str:
+    e = html.escape
+    rows = "".join(
+        f"<tr class={'ok' if ok else 'fail'}><td>{e(g)}</td><td>{e(v)}</td><td>{b}</td><td>{m}</td>"
+        f"<td>{val:.6g}</td><td>{e(t)}</td><td>{mx:.2e}</td><td>{'ok' if ok else 'FAIL'}</td></tr>"
+        for g, v, b, m, val, t, mx, ok in summary_rows(checks))
+    figs = "".join(f"<figure><figcaption>{e(n)}: PyTorch | exported | |error| (scaled to max)</figcaption>"
+                   f"<img src='{e(f)}'></figure>" for n, f in pictures)
+    gen = manifest["generator"]
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Bundle validation</title>
+<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 8px;text-align:right}} td:first-child{{text-align:left}}
+tr.fail{{background:#fdd}} figure{{display:inline-block;margin:1em}} img{{image-rendering:pixelated;max-width:480px}}</style></head>
+<body><h1>Validation: exported graphs vs PyTorch</h1>
+<p>Generator {gen['size']} px, {len(gen['layout'])} style layers; CLIP {e(str(manifest['clip']['name'] or 'custom'))};
+batches {manifest['validation']['batches']}; overall: <b>{'PASSED' if manifest['validation']['passed'] else 'FAILED'}</b>.
+"would pass at" is the tightest tolerance this run satisfies.</p>
+<table><tr><th>graph</th><th>variant</th><th>batches</th><th>metric</th><th>would pass at</th><th>tolerance</th><th>max abs</th><th>result</th></tr>
+{rows}</table>{figs}</body></html>
+"""

@@ -1,0 +1,187 @@
+"""Export + validate round trip on small random models; bundle integrity; atomicity; TensorRT absence."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from export import bundle as bundle_mod
+from export.bundle import ExportOptions, Sources, export_bundle
+from export.converters import ExportError
+from export.validate import TOLERANCES, Validator, format_table
+from runtime.bundle import BundleError, read_manifest, verify_bundle
+from runtime.engines import tensorrt_version
+from tests.models import write_random_models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return write_random_models(tmp_path_factory.mktemp("models"))
+
+
+def sources(models, mappers=True):
+    return Sources(models["generator"], models["clip"], None, [models["mapper"]] if mappers else [],
+                   models["fs3"], models["s_stats"])
+
+
+@pytest.fixture(scope="module")
+def bundle(models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles") / "b"
+    export_bundle(out, sources(models), ExportOptions(fp16=True, torchscript=True, image_encoder=True), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def validated(bundle):
+    checks = Validator(bundle, batches=(1, 4), progress=False).run()
+    return bundle, checks
+
+
+def test_manifest_describes_everything(bundle):
+    m = verify_bundle(bundle)
+    assert set(m["graphs"]) == {"mapping", "styles", "synthesis", "synthesis_wplus", "mapper_purple_hair",
+                                "text_encoder", "image_encoder"}
+    assert m["graphs"]["synthesis"]["inputs"] == [{"name": "styles", "shape": ["batch", 256], "dtype": "float32"}]
+    assert m["graphs"]["synthesis"]["outputs"][0]["shape"] == ["batch", 3, 32, 32]
+    assert m["graphs"]["text_encoder"]["inputs"][0]["shape"] == ["batch", 77]
+    assert set(m["graphs"]["styles"]["variants"]) == {"fp32", "fp16", "torchscript"}
+    assert m["generator"]["size"] == 32 and len(m["generator"]["layout"]) == 11
+    assert m["clip"]["context_length"] == 77 and m["clip"]["embed_dim"] == 32
+    assert len(m["templates"]) == 79 and m["defaults"]["alpha"] == 4.1
+    assert m["mappers"]["purple_hair"]["prompt"] == "purple hair"
+    assert m["global_directions"]["fs3_rows"] == 168
+    assert m["producer"]["opset"] >= 18 and m["producer"]["torch"]
+    for rel, entry in m["files"].items():
+        assert (bundle / rel).stat().st_size == entry["size"] and len(entry["sha256"]) == 64
+    assert np.load(bundle / m["tables"]["fs3"], allow_pickle=False).shape == (168, 32)
+
+
+def test_validation_passes_and_is_recorded(validated):
+    bundle, checks = validated
+    assert all(c.passed for c in checks), format_table(checks)
+    graphs = {(c.graph, c.variant) for c in checks}
+    assert ("synthesis", "fp16") in graphs and ("text_encoder", "torchscript") in graphs
+    assert {"edit:global_direction", "edit:mapper_purple_hair"} <= {c.graph for c in checks}
+    by = {(c.graph, c.variant, c.batch): c for c in checks}
+    assert by[("synthesis", "fp32", 4)].value >= 60 and by[("text_encoder", "fp32", 1)].value >= 0.99999
+    assert by[("mapper_purple_hair", "fp32", 4)].value <= 1e-4
+    m = read_manifest(bundle)
+    assert m["validation"]["passed"] is True and len(m["validation"]["checks"]) == len(checks)
+    fp16 = m["graphs"]["synthesis"]["variants"]["fp16"]["error"]
+    assert fp16["passed"] and 35 <= fp16["psnr"] < 200 and fp16["max_abs"] > 0  # fp16 really differs
+    assert (bundle / "report" / "index.html").read_text().count("<tr") == len({(c.graph, c.variant) for c in checks}) + 1
+    assert (bundle / "report" / "synthesis.fp32.png").is_file()
+
+
+def test_validation_failure_is_a_failure(validated, monkeypatch):
+    bundle, _ = validated
+    work = bundle.parent / "strict"
+    shutil.copytree(bundle, work)
+    monkeypatch.setitem(TOLERANCES, "fp32", dict(TOLERANCES["fp32"], image=("psnr", 1e9, True)))
+    checks = Validator(work, batches=(2,), progress=False).run(report=False)
+    failed = {c.graph for c in checks if not c.passed}
+    assert {"synthesis", "synthesis_wplus", "edit:global_direction"} <= failed and "mapping" not in failed
+    assert read_manifest(work)["validation"]["passed"] is False
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_dynamic_batch(bundle, batch):
+    m = read_manifest(bundle)
+    rng = np.random.default_rng(batch)
+    for name, graph in m["graphs"].items():
+        sess = ort.InferenceSession(str(bundle / graph["variants"]["fp32"]["file"]), providers=["CPUExecutionProvider"])
+        inp = graph["inputs"][0]
+        shape = [batch, *inp["shape"][1:]]
+        x = rng.integers(0, 49407, shape).astype(inp["dtype"]) if inp["dtype"] == "int64" else rng.standard_normal(shape).astype("float32")
+        out = sess.run(None, {inp["name"]: x})[0]
+        assert out.shape == (batch, *graph["outputs"][0]["shape"][1:]), name
+
+
+def _copy(bundle, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(bundle, work)
+    return work
+
+
+def test_flipped_byte_is_detected(bundle, tmp_path):
+    work = _copy(bundle, tmp_path)
+    path = work / "graphs" / "synthesis.onnx"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"graphs/synthesis.onnx does not match its sha256"):
+        verify_bundle(work)
+
+
+def test_truncated_and_missing_files_are_refused(bundle, tmp_path):
+    work = _copy(bundle, tmp_path)
+    table = work / "tables" / "fs3.npy"
+    table.write_bytes(table.read_bytes()[:-10])
+    with pytest.raises(BundleError, match=r"tables/fs3.npy has \d+ bytes, the manifest says"):
+        verify_bundle(work)
+    table.unlink()
+    with pytest.raises(BundleError, match="tables/fs3.npy is missing"):
+        verify_bundle(work)
+    (work / "manifest.json").write_text(json.dumps({**read_json(bundle / "manifest.json"), "format_version": 99}))
+    with pytest.raises(BundleError, match="format version 99"):
+        verify_bundle(work)
+
+
+def read_json(path):
+    return json.loads(path.read_text())
+
+
+def test_interrupted_export_leaves_existing_bundle_intact(bundle, models, tmp_path, monkeypatch):
+    work = _copy(bundle, tmp_path)
+    before = {p.relative_to(work): p.read_bytes() for p in work.rglob("*") if p.is_file()}
+    calls = []
+
+    def fail_on_third(spec, *args, **kwargs):
+        calls.append(spec.name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-export
+        return real(spec, *args, **kwargs)
+
+    real = bundle_mod.export_onnx
+    monkeypatch.setattr(bundle_mod, "export_onnx", fail_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        export_bundle(work, sources(models, mappers=False), progress=False)
+    after = {p.relative_to(work): p.read_bytes() for p in work.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]  # no temporary folder left behind
+
+
+def test_tensorrt_request_without_tensorrt(models, tmp_path):
+    if tensorrt_version() is not None:
+        pytest.skip("TensorRT is installed here; this checks the machines without it")
+    with pytest.raises(ExportError, match="`tensorrt` is not installed"):
+        export_bundle(tmp_path / "b", sources(models), ExportOptions(tensorrt=True), progress=False)
+    assert not (tmp_path / "b").exists()
+    res = subprocess.run([sys.executable, str(ROOT / "cli.py"), "export", "--generator", str(models["generator"]),
+                          "--clip", str(models["clip"]), "--tensorrt", "--out", str(tmp_path / "c")],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "tensorrt" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "c").exists()
+
+
+def test_bad_tables_are_refused(models, tmp_path):
+    np.save(tmp_path / "fs3.npy", np.zeros((100, 32), np.float32))
+    src = Sources(models["generator"], models["clip"], None, [], tmp_path / "fs3.npy", models["s_stats"])
+    with pytest.raises(ValueError, match=r"shape \(100, 32\).*conv-layer boundary"):
+        export_bundle(tmp_path / "b", src, progress=False)
+    src = Sources(models["generator"], models["clip"], None, [], models["fs3"], None)
+    with pytest.raises(ValueError, match="both --fs3 and --s-stats"):
+        export_bundle(tmp_path / "b", src, progress=False)
+    assert not (tmp_path / "b").exists()
+
+
+def test_demo_export_without_demo_models_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(bundle_mod, "DEMO_DIR", tmp_path)
+    with pytest.raises(ValueError, match="generator.json missing.*pass --generator and --clip"):
+        bundle_mod.demo_sources()
