@@ -135,6 +135,94 @@ def parse_ints(text: str, option: str) -> list[int]:
     return values
 
 
+@main.command("train-generator")
+@click.option("--workdir", default="build/train/generator", show_default=True, type=click.Path(file_okay=False),
+              help="Checkpoints; rerunning the command resumes from here.")
+@click.option("--steps", default=5000, show_default=True, type=click.IntRange(1))
+@click.option("--batch", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=0, help="torch threads (0: torch's default).")
+@click.option("--out", default="artifacts/demo", show_default=True, type=click.Path(file_okay=False),
+              help="Where the finished generator.{safetensors,json} and encoder go.")
+def train_generator(workdir, steps, batch, seed, threads, out):
+    """Train the demo StyleGAN2 on renders (autoencoder + distilled mapping; DESIGN §7)."""
+    import torch
+
+    from precompute.demo.train_generator import TrainConfig, Trainer
+
+    if threads:
+        torch.set_num_threads(threads)
+    trainer = Trainer(workdir, TrainConfig(steps=steps, batch=batch, seed=seed))
+    trainer.train()
+    trainer.finalize(out)
+    click.echo(f"trained to step {trainer.step} in {trainer.seconds:.0f} s; wrote {out}/generator.* and encoder.*")
+
+
+# --- demo world: attribute classifier and demo CLIP (precompute/demo) -------------------------------
+def _train_options(workdir: str, steps: int, n_train: int, out: str):
+    def wrap(f):
+        for option in reversed([
+            click.option("--workdir", default=workdir, show_default=True, type=click.Path(file_okay=False),
+                         help="Render cache and checkpoint; rerunning with the same options resumes."),
+            click.option("--steps", default=steps, show_default=True, type=click.IntRange(1)),
+            click.option("--seed", default=0, show_default=True),
+            click.option("--n-train", default=n_train, show_default=True, type=click.IntRange(1), help="Cached renders."),
+            click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(1)),
+            click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2)),
+            click.option("--out", default=out, show_default=True, type=click.Path(dir_okay=False),
+                         help="Weights stem: writes OUT.safetensors and OUT.json when training completes."),
+        ]):
+            f = option(f)
+        return f
+    return wrap
+
+
+def _report_training(info: dict) -> None:
+    from precompute.demo.report import format_report
+    from precompute.demo.training import HELDOUT_SEED
+
+    click.echo(f"steps {info['resumed_from']} -> {info['step']} in {info['seconds']:.1f} s")
+    if info.get("metrics"):
+        key = "clip" if "mean" in info["metrics"] else "classifier"
+        click.echo(format_report({"n": info["metrics"]["n"], "seed": HELDOUT_SEED, key: info["metrics"]}))
+    for path in info.get("files", ()):
+        click.echo(f"wrote {path}")
+
+
+@main.command("train-classifier")
+@_train_options("build/demo/classifier", 400, 20_000, "artifacts/demo/classifier")
+def train_classifier_cmd(workdir, steps, seed, n_train, checkpoint_every, threads, out):
+    """Train the demo attribute classifier (evaluation only) on cached renders."""
+    from precompute.demo.classifier import train_classifier
+
+    _report_training(train_classifier(workdir, steps, seed, n_train=n_train, checkpoint_every=checkpoint_every,
+                                      threads=threads, out=out)[1])
+
+
+@main.command("train-clip")
+@_train_options("build/demo/clip", 2000, 40_000, "artifacts/demo/clip")
+def train_clip_cmd(workdir, steps, seed, n_train, checkpoint_every, threads, out):
+    """Train the demo CLIP contrastively on cached renders and generated captions."""
+    from precompute.demo.train_clip import train_clip
+
+    _report_training(train_clip(workdir, steps, seed, n_train=n_train, checkpoint_every=checkpoint_every,
+                                threads=threads, out=out)[1])
+
+
+@main.command("evaluate-demo")
+@click.option("--classifier", default="artifacts/demo/classifier.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--clip", "clip_path", default="artifacts/demo/clip.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("-n", "n", default=2000, show_default=True, type=click.IntRange(1), help="Held-out renders.")
+def evaluate_demo(classifier, clip_path, n):
+    """Classifier accuracy / geometry R2 and CLIP zero-shot accuracy on held-out renders; exit 1 if a bar is missed."""
+    from precompute.demo.report import evaluate_demo_models, failures, format_report
+
+    report = evaluate_demo_models(classifier, clip_path, n)
+    click.echo(format_report(report))
+    if failures(report):
+        sys.exit(1)
+
+
 @main.command()
 def demo():
     """Edit the demo world's faces from text (needs the demo models and the runtime)."""
