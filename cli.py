@@ -7,6 +7,10 @@ from pathlib import Path
 
 import click
 
+ROOT = Path(__file__).resolve().parent
+DEMO_DIR = ROOT / "artifacts" / "demo"  # the shipped demo world
+DEFAULT_BUNDLE = ROOT / "artifacts" / "bundles" / "demo"  # built by `export`/`make demo`; ignored by git
+
 # Errors a user can cause with bad input: reported as one line, exit code 2, no traceback.
 USER_ERRORS = (ValueError, OSError)
 
@@ -87,12 +91,12 @@ def import_mapper(checkpoint, output, trust_pickle):
 def export_cmd(generator, clip_path, clip_name, mappers, fs3, s_stats, out, fp16, torchscript, tensorrt,
                image_encoder, trust_pickle):
     """Export models into one bundle. With no model options: the demo world from artifacts/demo."""
-    from export.bundle import DEFAULT_BUNDLE, ExportOptions, Sources, demo_sources, export_bundle
+    from export.bundle import ExportOptions, Sources, demo_sources, export_bundle
 
     if generator is None and clip_path is None:
         if mappers or fs3 or s_stats:
             raise click.UsageError("--mapper/--fs3/--s-stats need --generator and --clip")
-        src = demo_sources()
+        src = demo_sources(DEMO_DIR)
     elif generator is None or clip_path is None:
         raise click.UsageError("pass both --generator and --clip (or neither, for the demo world)")
     else:
@@ -111,7 +115,6 @@ def export_cmd(generator, clip_path, clip_name, mappers, fs3, s_stats, out, fp16
 @click.option("--seed", default=0, show_default=True)
 def validate(bundle, batches, seed):
     """Compare every graph of BUNDLE with PyTorch; exit 1 on any failure. Writes BUNDLE/report/index.html."""
-    from export.bundle import DEFAULT_BUNDLE
     from export.validate import Validator, format_table
 
     sizes = parse_ints(batches, "--batches")
@@ -125,14 +128,21 @@ def validate(bundle, batches, seed):
     click.echo("validation passed")
 
 
-def parse_ints(text: str, option: str) -> list[int]:
+def parse_ints(text: str, option: str, minimum: int = 1) -> list[int]:
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
-    if not values or min(values) < 1:
-        raise click.BadParameter("values must be >= 1", param_hint=option)
+    if min(values) < minimum:
+        raise click.BadParameter(f"values must be >= {minimum}", param_hint=option)
     return values
+
+
+def parse_floats(text: str, option: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from None
 
 
 @main.command("train-generator")
@@ -221,6 +231,48 @@ def evaluate_demo(classifier, clip_path, n):
     click.echo(format_report(report))
     if failures(report):
         sys.exit(1)
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("--seed", "seeds", default="1,2,3", show_default=True, help="Comma-separated seeds to sample faces from.")
+@click.option("--latents", type=click.Path(dir_okay=False), help="A .npy of W+ latents [N, n_latent, style_dim] instead of seeds.")
+@click.option("--method", type=click.Choice(["global", "mapper"]), default="global", show_default=True)
+@click.option("--mapper", "mapper_name", help="Mapper name for --method mapper (default: the one trained for PROMPT).")
+@click.option("--neutral", default="a face", show_default=True, help="Neutral text of a global-direction edit.")
+@click.option("--alpha", type=float, help="Strength: alpha of a global edit [4.1], mapper strength [1.0].")
+@click.option("--beta", default="0.15", show_default=True, help="Disentanglement threshold, or 'auto'.")
+@click.option("--sweep", help="Comma-separated strengths: one column each, e.g. -4,0,4,8.")
+@click.option("--truncation", type=float, help="Truncation psi for seeds [bundle default].")
+@click.option("--out", default="edit.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--bundle", type=click.Path(file_okay=False), help="Bundle folder [artifacts/bundles/demo].")
+def edit(prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, sweep, truncation, out, bundle):
+    """Edit faces with a sentence and write a PNG grid: original | edited, one row per face."""
+    import numpy as np
+
+    from runtime.edit_math import DEFAULT_ALPHA
+    from runtime.editor import Editor, GlobalEdit, MapperEdit
+    from runtime.images import grid, save_png
+
+    if not out.lower().endswith(".png"):
+        raise click.BadParameter("must end in .png", param_hint="--out")
+    editor = Editor(Path(bundle) if bundle else DEFAULT_BUNDLE)
+    if latents:
+        wplus = editor.check_wplus(np.load(latents, allow_pickle=False))
+    else:
+        wplus = editor.sample(parse_ints(seeds, "--seed", minimum=0), truncation)
+    default = DEFAULT_ALPHA if method == "global" else 1.0
+    strengths = parse_floats(sweep, "--sweep") if sweep else [default if alpha is None else alpha]
+    if method == "global":
+        beta_value = None if beta == "auto" else parse_floats(beta, "--beta")[0]
+        edits = [GlobalEdit(editor.check_prompt(prompt), neutral, a, beta_value) for a in strengths]
+    else:
+        name = mapper_name or editor.mapper_for(prompt)
+        edits = [MapperEdit(name, a) for a in strengths]
+    rows = editor.comparison(wplus, [[e] for e in edits])
+    titles = ["original"] + [f"{'alpha' if method == 'global' else 'strength'} {a:g}" for a in strengths]
+    save_png(grid(rows, titles, scale=max(1, 128 // rows[0][0].shape[0])), out)
+    click.echo(f"wrote {out} ({len(rows)} faces, {len(edits)} edit column(s))")
 
 
 @main.command()

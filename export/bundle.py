@@ -30,9 +30,6 @@ from .converters import OPSET, ExportError, convert_fp16, export_onnx, export_to
 from .graphs import TRUNCATION, InputSampler, clip_graphs, generator_graphs, mapper_graph
 from .tensorrt import build_engine, require_tensorrt
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_DIR = ROOT / "artifacts" / "demo"  # the shipped demo world
-DEFAULT_BUNDLE = ROOT / "artifacts" / "bundles" / "demo"  # build output, ignored by git
 EXAMPLE_BATCH = 2  # torch.export specializes dims whose example size is 0 or 1
 
 
@@ -66,16 +63,16 @@ class Models:
     tables: dict[str, np.ndarray]
 
 
-def demo_sources() -> Sources:
-    """The demo world shipped in artifacts/demo: generator, CLIP, mappers and global-direction tables."""
-    need = {"generator": DEMO_DIR / "generator.json", "CLIP": DEMO_DIR / "clip.json"}
+def demo_sources(demo_dir: Path) -> Sources:
+    """The shipped demo world (artifacts/demo): generator, CLIP, mappers and global-direction tables."""
+    need = {"generator": demo_dir / "generator.json", "CLIP": demo_dir / "clip.json"}
     for what, path in need.items():
         if not path.is_file():
-            raise ValueError(f"the demo {what} is not in {DEMO_DIR} ({path.name} missing); "
+            raise ValueError(f"the demo {what} is not in {demo_dir} ({path.name} missing); "
                              "pass --generator and --clip to export your own models")
-    fs3, stats = DEMO_DIR / "fs3.npy", DEMO_DIR / "s_stats.npz"
+    fs3, stats = demo_dir / "fs3.npy", demo_dir / "s_stats.npz"
     has_gd = fs3.is_file() and stats.is_file()
-    return Sources(need["generator"], need["CLIP"], None, sorted((DEMO_DIR / "mappers").glob("*.json")),
+    return Sources(need["generator"], need["CLIP"], None, sorted((demo_dir / "mappers").glob("*.json")),
                    fs3 if has_gd else None, stats if has_gd else None)
 
 

@@ -29,3 +29,22 @@ def wplus(small_gen):
     z = torch.randn(4, SMALL.style_dim, generator=g)
     w = small_gen.wplus_from_z(z, 0.7).clone()
     return w + 0.3 * torch.randn(w.shape, generator=g)  # distinct rows, as inverted latents have
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """Small random generator, CLIP, mapper and tables saved as files (tests/models.py)."""
+    from tests.models import write_random_models
+
+    return write_random_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def bundle(models, tmp_path_factory):
+    """One exported bundle with every variant, shared by the export and runtime tests."""
+    from export.bundle import ExportOptions, export_bundle
+    from tests.models import sources
+
+    out = tmp_path_factory.mktemp("bundles") / "b"
+    export_bundle(out, sources(models), ExportOptions(fp16=True, torchscript=True, image_encoder=True), progress=False)
+    return out

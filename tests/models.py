@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export.bundle import Sources
 from precompute.checkpoints import save_generator
 from precompute.clip_model import Clip, save_clip
 from precompute.mapper import LatentMapper, MapperConfig, save_mapper
@@ -31,3 +32,8 @@ def write_random_models(folder: Path) -> dict[str, Path]:
     np.savez(folder / "s_stats.npz", mean=s.mean(0), std=s.std(0))
     return {"generator": folder / "gen.json", "clip": folder / "clip.json", "mapper": folder / "purple_hair.json",
             "fs3": folder / "fs3.npy", "s_stats": folder / "s_stats.npz"}
+
+
+def sources(models: dict[str, Path], mappers: bool = True) -> Sources:
+    return Sources(models["generator"], models["clip"], None, [models["mapper"]] if mappers else [],
+                   models["fs3"], models["s_stats"])

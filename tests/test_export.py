@@ -15,26 +15,9 @@ from export.converters import ExportError
 from export.validate import TOLERANCES, Validator, format_table
 from runtime.bundle import BundleError, read_manifest, verify_bundle
 from runtime.engines import tensorrt_version
-from tests.models import write_random_models
+from tests.models import sources
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return write_random_models(tmp_path_factory.mktemp("models"))
-
-
-def sources(models, mappers=True):
-    return Sources(models["generator"], models["clip"], None, [models["mapper"]] if mappers else [],
-                   models["fs3"], models["s_stats"])
-
-
-@pytest.fixture(scope="module")
-def bundle(models, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bundles") / "b"
-    export_bundle(out, sources(models), ExportOptions(fp16=True, torchscript=True, image_encoder=True), progress=False)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +164,6 @@ def test_bad_tables_are_refused(models, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_demo_export_without_demo_models_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(bundle_mod, "DEMO_DIR", tmp_path)
+def test_demo_export_without_demo_models_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="generator.json missing.*pass --generator and --clip"):
-        bundle_mod.demo_sources()
+        bundle_mod.demo_sources(tmp_path)

@@ -1,0 +1,247 @@
+"""The embedding surface: text-driven edits from a bundle with numpy + onnxruntime only.
+
+    from runtime.editor import Editor, GlobalEdit, MapperEdit
+    editor = Editor("artifacts/bundles/demo")
+    wplus = editor.sample([1, 2, 3])                      # W+ from seeds (truncation from the bundle)
+    before = editor.render(wplus)                          # uint8 [3, H, W, 3]
+    after = editor.edit(wplus, [GlobalEdit("a face with purple hair", "a face", alpha=4.1)])
+
+Files are verified against the manifest's sha256 before their first use; graphs are opened lazily.
+One Editor may be shared by many threads: sessions are thread-safe and the caches are locked.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import edit_math
+from .bundle import BundleError, load_table, read_manifest, verify_file
+from .stylespace import StyleSpaceLayout
+from .tokenizer import ClipTokenizer
+
+PROVIDERS = {"cpu": ["CPUExecutionProvider"],
+             "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+             "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
+MAX_BATCH = 64  # rendering is chunked so memory stays bounded for any input size
+
+
+@dataclass(frozen=True)
+class GlobalEdit:
+    """StyleCLIP global direction: neutral -> target text, strength alpha, threshold beta (None = auto)."""
+
+    target: str
+    neutral: str = "a face"
+    alpha: float = edit_math.DEFAULT_ALPHA
+    beta: float | None = edit_math.DEFAULT_BETA
+    min_channels: int = 10  # auto-beta keeps at least this many channels
+
+
+@dataclass(frozen=True)
+class MapperEdit:
+    """A trained latent mapper by name; strength scales its W+ offset."""
+
+    name: str
+    strength: float = 1.0
+
+
+class Editor:
+    def __init__(self, bundle, device: str = "cpu", threads: int | None = None, optimization: str = "all",
+                 precision: str = "fp32"):
+        import onnxruntime as ort
+
+        self.folder = Path(bundle)
+        self.manifest = read_manifest(self.folder)
+        if device not in PROVIDERS:
+            raise ValueError(f"device must be one of {sorted(PROVIDERS)}, got {device!r}")
+        available = set(ort.get_available_providers())
+        if PROVIDERS[device][0] not in available:
+            raise ValueError(f"device {device!r} needs {PROVIDERS[device][0]}, which this onnxruntime lacks "
+                             f"(available: {', '.join(sorted(available))}); install onnxruntime-gpu or use device='cpu'")
+        self.providers = [p for p in PROVIDERS[device] if p in available]
+        levels = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        if optimization not in levels:
+            raise ValueError(f"optimization must be one of {sorted(levels)}, got {optimization!r}")
+        self.options = ort.SessionOptions()
+        self.options.graph_optimization_level = levels[optimization]
+        self.options.log_severity_level = 3
+        if threads:
+            self.options.intra_op_num_threads = threads
+        self.precision = precision
+        gen = self.manifest["generator"]
+        self.layout = StyleSpaceLayout.from_list(gen["layout"])
+        self.n_latent, self.style_dim = gen["n_latent"], gen["style_dim"]
+        clip = self.manifest["clip"]
+        self.tokenizer = ClipTokenizer(verify_file(self.folder, self.manifest, clip["tokenizer"]["file"]), clip["context_length"])
+        self.latent_avg = self.table("latent_avg")
+        self._sessions: dict[str, object] = {}
+        self._cache: dict[tuple, object] = {}  # text directions, Δs and tables
+        self._lock = threading.Lock()
+
+    # --- bundle access ---------------------------------------------------------------------------
+    @property
+    def mappers(self) -> list[str]:
+        return sorted(self.manifest.get("mappers") or {})
+
+    @property
+    def has_global_directions(self) -> bool:
+        return bool(self.manifest.get("global_directions"))
+
+    def table(self, name: str) -> np.ndarray:
+        rel = (self.manifest.get("tables") or {}).get(name)
+        if rel is None:
+            raise BundleError(f"this bundle has no '{name}' table")
+        return load_table(self.folder, self.manifest, rel)
+
+    def session(self, graph: str):
+        """The onnxruntime session of a graph, created (and its file verified) on first use."""
+        with self._lock:
+            if graph not in self._sessions:
+                import onnxruntime as ort
+
+                entry = self.manifest["graphs"].get(graph)
+                if entry is None:
+                    raise BundleError(f"this bundle has no '{graph}' graph")
+                variant = entry["variants"].get(self.precision) or entry["variants"]["fp32"]
+                path = verify_file(self.folder, self.manifest, variant["file"])
+                self._sessions[graph] = ort.InferenceSession(str(path), self.options, providers=self.providers)
+            return self._sessions[graph]
+
+    def run(self, graph: str, x: np.ndarray) -> np.ndarray:
+        sess = self.session(graph)
+        return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+    # --- latents ----------------------------------------------------------------------------------
+    def sample(self, seeds, truncation: float | None = None) -> np.ndarray:
+        """W+ [N, n_latent, style_dim] for integer seeds: z ~ N(0, I) per seed, mapped, truncated."""
+        seeds = [seeds] if isinstance(seeds, (int, np.integer)) else list(seeds)
+        if not seeds or any(not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
+            raise ValueError(f"seeds must be non-negative integers, got {seeds}")
+        psi = self.manifest["defaults"]["truncation"] if truncation is None else truncation
+        edit_math.check_range("truncation", psi, (0.0, 1.0))
+        z = np.stack([np.random.default_rng(int(s)).standard_normal(self.style_dim, dtype=np.float32) for s in seeds])
+        w = self.run("mapping", z)
+        w = self.latent_avg + np.float32(psi) * (w - self.latent_avg)
+        return np.ascontiguousarray(np.repeat(w[:, None, :], self.n_latent, axis=1))
+
+    def check_wplus(self, wplus) -> np.ndarray:
+        wplus = np.asarray(wplus, dtype=np.float32)
+        if wplus.ndim == 2 and wplus.shape == (self.n_latent, self.style_dim):
+            wplus = wplus[None]
+        if wplus.ndim != 3 or wplus.shape[1:] != (self.n_latent, self.style_dim) or len(wplus) == 0:
+            raise ValueError(f"latents must be W+ of shape [N, {self.n_latent}, {self.style_dim}], got {list(wplus.shape)}")
+        if not np.isfinite(wplus).all():
+            raise ValueError("latents contain NaN or infinite values")
+        return wplus
+
+    def styles(self, wplus) -> np.ndarray:
+        return self._chunked("styles", self.check_wplus(wplus))
+
+    # --- rendering --------------------------------------------------------------------------------
+    def _chunked(self, graph: str, x: np.ndarray) -> np.ndarray:
+        return np.concatenate([self.run(graph, x[i : i + MAX_BATCH]) for i in range(0, len(x), MAX_BATCH)])
+
+    @staticmethod
+    def to_uint8(images: np.ndarray) -> np.ndarray:
+        """[-1, 1] NCHW -> uint8 NHWC."""
+        return ((np.clip(images, -1, 1) + 1) * 127.5).round().astype(np.uint8).transpose(0, 2, 3, 1)
+
+    def render(self, wplus) -> np.ndarray:
+        return self.to_uint8(self._chunked("synthesis_wplus", self.check_wplus(wplus)))
+
+    def synthesize(self, s: np.ndarray) -> np.ndarray:
+        """Flat S [N, total] -> float images [N, 3, H, W] about [-1, 1]."""
+        s = np.asarray(s, dtype=np.float32)
+        if s.ndim != 2 or s.shape[1] != self.layout.total or not np.isfinite(s).all():
+            raise ValueError(f"styles must be finite [N, {self.layout.total}], got {list(s.shape)}")
+        return self._chunked("synthesis", s)
+
+    def render_styles(self, s: np.ndarray) -> np.ndarray:
+        return self.to_uint8(self.synthesize(s))
+
+    # --- text -------------------------------------------------------------------------------------
+    def check_prompt(self, text: str, what: str = "prompt") -> str:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"the {what} is empty; describe the edit, e.g. 'a face with purple hair'")
+        room = self.tokenizer.context_length - 2
+        if (n := len(self.tokenizer.encode(text))) > room - 8:  # the templates add up to 8 tokens
+            raise ValueError(f"the {what} is too long ({n} tokens); keep it under {room - 8} tokens")
+        return text
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        """Unit CLIP text embeddings [N, D], one batched graph call."""
+        return self.run("text_encoder", self.tokenizer(texts))
+
+    def _memo(self, key: tuple, compute):
+        """Thread-safe cache: concurrent misses may compute twice, but all callers get equal values."""
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        value = compute()
+        with self._lock:
+            return self._cache.setdefault(key, value)
+
+    def text_direction(self, target: str, neutral: str = "a face") -> np.ndarray:
+        """dt [D] over the bundle's templates (2 x 79 prompts in one call); cached per (target, neutral)."""
+        key = (self.check_prompt(target, "target text"), self.check_prompt(neutral, "neutral text"))
+        return self._memo(("dt", *key), lambda: edit_math.text_direction(
+            self.encode_text, *key, templates=self.manifest["templates"]))
+
+    def global_direction(self, edit: GlobalEdit) -> tuple[np.ndarray, float, int]:
+        """(flat Δs, the beta used, channels kept) for a global-direction edit; cached."""
+        if not self.has_global_directions:
+            raise BundleError("this bundle has no global-direction tables (fs3, S std); export it with --fs3/--s-stats")
+        return self._memo(("ds", edit.target, edit.neutral, edit.beta, edit.min_channels), lambda: self._direction(edit))
+
+    def _direction(self, edit: GlobalEdit):
+        fs3, std = (self._memo(("table", n), lambda n=n: self.table(n)) for n in ("fs3", "s_std"))
+        r = edit_math.relevance(fs3, self.text_direction(edit.target, edit.neutral))
+        beta = edit_math.auto_beta(r, edit.min_channels) if edit.beta is None else edit.beta
+        ds = edit_math.style_direction(r, beta, std, self.layout)
+        return ds, beta, int(np.count_nonzero(ds))
+
+    # --- edits ------------------------------------------------------------------------------------
+    def mapper_for(self, prompt: str) -> str:
+        """The mapper trained for `prompt` (or named so)."""
+        mappers = self.manifest.get("mappers") or {}
+        for name, info in mappers.items():
+            if prompt.strip().lower() in (name, info["prompt"].strip().lower()):
+                return name
+        known = ", ".join(f"{name} ({info['prompt']!r})" for name, info in mappers.items()) or "none"
+        raise ValueError(f"no mapper was trained for {prompt!r}; this bundle has: {known}")
+
+    def apply_mapper(self, wplus, edit: MapperEdit) -> np.ndarray:
+        if edit.name not in (self.manifest.get("mappers") or {}):
+            raise ValueError(f"unknown mapper {edit.name!r}; this bundle has: {', '.join(self.mappers) or 'none'}")
+        strength = edit_math.check_range("mapper strength", edit.strength, (-5.0, 5.0))
+        wplus = self.check_wplus(wplus)
+        edited = self._chunked(self.manifest["mappers"][edit.name]["graph"], wplus)
+        return wplus + np.float32(strength) * (edited - wplus)
+
+    def edit_styles(self, wplus, edits) -> np.ndarray:
+        """Flat S after all edits: mapper edits in W+ (in order), then global directions summed in S."""
+        wplus = self.check_wplus(wplus)
+        directions, alphas = [], []
+        for e in edits:
+            if isinstance(e, MapperEdit):
+                wplus = self.apply_mapper(wplus, e)
+            elif isinstance(e, GlobalEdit):
+                directions.append(self.global_direction(e)[0])
+                alphas.append(e.alpha)
+            else:
+                raise TypeError(f"edits must be GlobalEdit or MapperEdit, got {type(e).__name__}")
+        return edit_math.apply_edits(self.styles(wplus), directions, alphas)
+
+    def edit(self, wplus, edits) -> np.ndarray:
+        """Edited images (uint8 [N, H, W, 3]) for one edit or a list composed in order."""
+        edits = [edits] if isinstance(edits, (GlobalEdit, MapperEdit)) else list(edits)
+        return self.render_styles(self.edit_styles(wplus, edits))
+
+    def comparison(self, wplus, columns: list) -> list[list[np.ndarray]]:
+        """Rows per latent: the original, then the result of each column's edits (a sweep or variants)."""
+        wplus = self.check_wplus(wplus)
+        results = [self.render(wplus)] + [self.edit(wplus, edits) for edits in columns]
+        return [[r[i] for r in results] for i in range(len(wplus))]

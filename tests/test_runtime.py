@@ -1,0 +1,180 @@
+"""The torch-free runtime: parity with the PyTorch pipeline, caching, thread safety, CLI errors."""
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export.validate import metrics
+from precompute.checkpoints import load_generator
+from precompute.clip_model import load_clip
+from precompute.mapper import load_mapper
+from runtime import edit_math
+from runtime.editor import Editor, GlobalEdit, MapperEdit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def editor(bundle):
+    return Editor(bundle)
+
+
+def test_runtime_never_imports_torch(bundle, tmp_path):
+    code = f"""
+import sys
+from runtime.editor import Editor, GlobalEdit, MapperEdit
+e = Editor({str(bundle)!r})
+w = e.sample([1, 2])
+e.render(w); e.edit(w, [GlobalEdit("a face with purple hair"), MapperEdit("purple_hair")])
+bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "open_clip", "torchvision"))
+assert not bad, bad
+print("ok")
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+def test_editor_matches_pytorch_pipeline(editor, models):
+    gen, clip = load_generator(models["generator"]), load_clip(weights=models["clip"])
+    mapper = load_mapper(models["mapper"])
+    fs3, std = np.load(models["fs3"]), np.load(models["s_stats"])["std"]
+    seeds = [3, 7, 11]
+    z = torch.from_numpy(np.stack([np.random.default_rng(s).standard_normal(64, dtype=np.float32) for s in seeds]))
+    with torch.no_grad():
+        wplus = gen.wplus_from_z(z, 0.7)
+        mapped = mapper.edit(wplus)
+        dt = edit_math.text_direction(lambda t: clip.encode_text(t).numpy(), "a face with purple hair", "a face")
+        ds = edit_math.style_direction(edit_math.relevance(fs3, dt), 0.1, std, gen.layout)
+        s = torch.cat(gen.styles(mapped), 1).numpy()
+        ref = gen.synthesis_flat(torch.from_numpy(edit_math.apply_edits(s, [ds], [3.0]))).numpy()
+    ours_w = editor.sample(seeds)
+    np.testing.assert_allclose(ours_w, wplus.numpy(), atol=1e-5)
+    ours = editor.synthesize(editor.edit_styles(ours_w, [MapperEdit("purple_hair"), GlobalEdit("a face with purple hair", alpha=3.0, beta=0.1)]))
+    assert metrics(ref, ours)["psnr"] >= 60
+
+
+def test_text_direction_is_cached(editor, monkeypatch):
+    calls = []
+    real = editor.encode_text
+    monkeypatch.setattr(editor, "encode_text", lambda texts: calls.append(len(texts)) or real(texts))
+    a = editor.text_direction("a face with glasses", "a face")
+    b = editor.text_direction("a face with glasses", "a face")
+    assert calls == [158] and a is b  # both texts' 79 templates in one call, then from the cache
+    assert abs(np.linalg.norm(a) - 1) < 1e-5
+
+
+def test_composed_edits_add_up(editor):
+    w = editor.sample([5])
+    e1, e2 = GlobalEdit("a face with glasses", alpha=2.0, beta=None), GlobalEdit("a smiling face", alpha=-1.5, beta=None)
+    s = editor.styles(w)
+    both = editor.edit_styles(w, [e1, e2])
+    expected = s + 2.0 * editor.global_direction(e1)[0] - 1.5 * editor.global_direction(e2)[0]
+    np.testing.assert_allclose(both, expected, atol=1e-5)
+    ds, beta, kept = editor.global_direction(e1)
+    assert kept >= 10 and np.count_nonzero(ds[editor.layout.conv_index()]) == kept  # ToRGB untouched
+
+
+def test_thread_safety(bundle):
+    shared = Editor(bundle)
+    w = shared.sample(list(range(4)))
+    prompts = ["a face with purple hair", "a smiling face", "a face with glasses", "a bald face"]
+    serial = {p: Editor(bundle).edit(w, GlobalEdit(p, alpha=3.0, beta=None)) for p in prompts}
+    errors, mismatches = [], []
+
+    def work(k):
+        try:
+            for i in range(100):
+                p = prompts[(k + i) % 4]
+                if not np.array_equal(shared.edit(w, GlobalEdit(p, alpha=3.0, beta=None)), serial[p]):
+                    mismatches.append((k, i))
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and not mismatches
+
+
+def run_edit(bundle, tmp_path, *args):
+    out = tmp_path / "out.png"
+    res = subprocess.run([sys.executable, str(ROOT / "cli.py"), "edit", *args, "--bundle", str(bundle), "--out", str(out)],
+                         capture_output=True, text=True, cwd=ROOT)
+    return res, out
+
+
+def test_cli_edit_writes_grid(bundle, tmp_path):
+    from PIL import Image
+
+    res, out = run_edit(bundle, tmp_path, "a face with purple hair", "--seed", "1,2,3", "--sweep", "-4,0,4", "--beta", "auto")
+    assert res.returncode == 0, res.stderr
+    img = Image.open(out)
+    assert img.size[0] > img.size[1] > 3 * 128  # 3 rows, 4 columns of 128 px tiles
+    res, out = run_edit(bundle, tmp_path, "purple hair", "--method", "mapper", "--seed", "4")
+    assert res.returncode == 0, res.stderr
+
+
+def _broken(bundle, tmp_path, change):
+    work = tmp_path / "broken"
+    shutil.copytree(bundle, work)
+    change(work)
+    return work
+
+
+@pytest.mark.parametrize("case,args,message", [
+    ("empty prompt", ["  "], "is empty"),
+    ("long prompt", ["a face with " + "very " * 80 + "long hair"], "too long"),
+    ("unknown mapper", ["a face with blue hair", "--method", "mapper"], "no mapper was trained for .* purple_hair"),
+    ("alpha", ["a smiling face", "--alpha", "50"], r"alpha must be a number in \[-10.0, 10.0\]"),
+    ("beta", ["a smiling face", "--beta", "0.99"], "no style channel reaches beta=0.99.*use beta <="),
+    ("beta range", ["a smiling face", "--beta", "-1"], "beta must be"),
+    ("seed", ["a smiling face", "--seed", "x"], "comma-separated integers"),
+])
+def test_cli_rejects_bad_input(bundle, tmp_path, case, args, message):
+    res, out = run_edit(bundle, tmp_path, *args)
+    assert res.returncode == 2, (case, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr
+    import re
+    assert re.search(message, res.stderr), (case, res.stderr)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content,message", [
+    (np.full((1, 8, 64), np.nan, np.float32), "NaN or infinite"),
+    (np.zeros((2, 5, 64), np.float32), r"W\+ of shape \[N, 8, 64\]"),
+])
+def test_cli_rejects_bad_latents(bundle, tmp_path, content, message):
+    np.save(tmp_path / "w.npy", content)
+    res, out = run_edit(bundle, tmp_path, "a smiling face", "--latents", str(tmp_path / "w.npy"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    import re
+    assert re.search(message, res.stderr), res.stderr
+    assert not out.exists()
+
+
+def test_cli_rejects_damaged_bundles(bundle, tmp_path):
+    def flip(work):
+        p = work / "graphs" / "synthesis.onnx"
+        data = bytearray(p.read_bytes())
+        data[100] ^= 1
+        p.write_bytes(bytes(data))
+
+    def version(work):
+        m = json.loads((work / "manifest.json").read_text())
+        (work / "manifest.json").write_text(json.dumps(dict(m, format_version=2)))
+
+    cases = [(flip, "does not match its sha256"), (lambda w: (w / "graphs" / "mapping.onnx").unlink(), "mapping.onnx is missing"),
+             (version, "format version 2"), (lambda w: (w / "manifest.json").unlink(), "manifest.json is missing")]
+    for i, (change, message) in enumerate(cases):
+        work = _broken(bundle, tmp_path / str(i), change)
+        res, out = run_edit(work, tmp_path, "a smiling face")
+        assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
+        assert not out.exists()
