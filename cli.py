@@ -275,11 +275,136 @@ def edit(prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, swee
     click.echo(f"wrote {out} ({len(rows)} faces, {len(edits)} edit column(s))")
 
 
-@main.command()
-def demo():
-    """Edit the demo world's faces from text (needs the demo models and the runtime)."""
-    click.echo("not yet available: the demo world and the runtime have not landed yet")
+# --- global directions: S statistics and the fs3 relevance table (precompute/global_directions.py) ---
+def _parse_shard(ctx, param, value):
+    try:
+        i, n = (int(v) for v in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"expected i/n (shard i of n, i from 0), got {value!r}") from None
+    if not 0 <= i < n:
+        raise click.BadParameter(f"need 0 <= i < n, got {value!r}")
+    return i, n
 
+
+def _require_suffix(path, suffix: str, option: str):
+    if path is not None and not str(path).endswith(suffix):
+        raise click.BadParameter(f"must end in {suffix}", param_hint=option)
+
+
+@main.command("s-stats")
+@click.option("--generator", required=True, type=click.Path(dir_okay=False), help="StyleGAN2 checkpoint.")
+@click.option("-n", "n", default=100_000, show_default=True, type=click.IntRange(1), help="Mapped samples.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--psi", default=0.7, show_default=True, help="Truncation of the samples.")
+@click.option("--out", default="s_stats.npz", show_default=True, type=click.Path(dir_okay=False))
+def s_stats_cmd(generator, n, seed, psi, out):
+    """StyleSpace mean/std per channel over N mapped samples (global directions)."""
+    from precompute.checkpoints import load_generator
+    from precompute.global_directions import save_style_statistics, style_statistics
+
+    _require_suffix(out, ".npz", "--out")
+    gen = load_generator(generator)
+    mean, std = style_statistics(gen, n, psi, seed)
+    save_style_statistics(out, mean, std, {"generator": str(generator), "n": n, "seed": seed, "psi": psi})
+    click.echo(f"wrote {out} ({mean.size} channels, {n} samples)")
+
+
+@main.command("fs3")
+@click.option("--generator", required=True, type=click.Path(dir_okay=False), help="StyleGAN2 checkpoint.")
+@click.option("--clip", "clip_path", required=True, type=click.Path(dir_okay=False), help="CLIP weights.")
+@click.option("--clip-name", help="open_clip model name when --clip is a raw weights file, e.g. ViT-B-32.")
+@click.option("--s-stats", type=click.Path(dir_okay=False), help="S statistics [WORKDIR/s_stats.npz, made if missing].")
+@click.option("--images", default=100, show_default=True, type=click.IntRange(1), help="Latents per channel.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--shard", default="0/1", show_default=True, callback=_parse_shard, help="This process's shard i/n.")
+@click.option("--workdir", default="build/fs3", show_default=True, type=click.Path(file_okay=False),
+              help="Shard progress; rerunning resumes.")
+@click.option("--max-resolution", type=click.IntRange(4), help="Only conv layers up to this many px (FFHQ official: 128).")
+@click.option("--batch", type=click.IntRange(1), help="Images per generator call [from the generator size].")
+@click.option("--threads", default=0, type=click.IntRange(0), help="torch threads (0: torch's default).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Merge into this .npy when every shard is complete.")
+def fs3_cmd(generator, clip_path, clip_name, s_stats, images, seed, shard, workdir, max_resolution, batch, threads, out):
+    """Compute one shard of the fs3 relevance table (run shards as separate processes, then fs3-merge)."""
+    import torch
+
+    from precompute.checkpoints import load_generator
+    from precompute.clip_model import load_clip
+    from precompute import global_directions as gd
+
+    _require_suffix(out, ".npy", "--out")
+    if threads:
+        torch.set_num_threads(threads)
+    gen, clip = load_generator(generator), load_clip(clip_name, weights=clip_path)
+    gd.shard_range(gd.fs3_rows(gen.layout, max_resolution), shard)  # bad input fails before anything is written
+    stats = Path(s_stats) if s_stats else Path(workdir) / "s_stats.npz"
+    if not s_stats and not stats.is_file():
+        click.echo(f"computing S statistics (100k samples, seed {seed}) into {stats} ...")
+        gd.save_style_statistics(stats, *gd.style_statistics(gen, seed=seed), {"generator": str(generator), "seed": seed})
+    mean, std = gd.load_style_statistics(stats, gen.layout)
+    rows = gd.compute_fs3(gen, clip, mean, std, images, seed, shard=shard, workdir=workdir, batch=batch,
+                          max_resolution=max_resolution)
+    i, n = shard
+    done = sum(bool(s) and s[0] == s[1] for s in gd.shard_status(workdir, n))
+    click.echo(f"shard {i}/{n} complete ({len(rows)} channels); {done}/{n} shards complete in {workdir}")
+    if done == n and out:
+        for path in gd.save_fs3(out, gd.merge_fs3(workdir, n, gen.layout), gen.layout):
+            click.echo(f"wrote {path}")
+    elif done == n:
+        click.echo(f"merge with: cli.py fs3-merge --workdir {workdir} --shards {n} --out fs3.npy")
+
+
+@main.command("fs3-merge")
+@click.option("--workdir", required=True, type=click.Path(file_okay=False))
+@click.option("--shards", required=True, type=click.IntRange(1), help="Number of shards n.")
+@click.option("--out", default="fs3.npy", show_default=True, type=click.Path(dir_okay=False))
+def fs3_merge_cmd(workdir, shards, out):
+    """Check and join the complete shards into fs3.npy (+ fs3.json: which layers and channels it covers)."""
+    from precompute.global_directions import merge_fs3
+
+    _require_suffix(out, ".npy", "--out")
+    fs3 = merge_fs3(workdir, shards, out=out)
+    click.echo(f"wrote {out} {fs3.shape} and {Path(out).with_suffix('.json')}")
+
+
+@main.command("import-styleclip")
+@click.option("--fs3", "fs3_path", required=True, type=click.Path(dir_okay=False), help="Official fs3.npy.")
+@click.option("--s-mean-std", required=True, type=click.Path(dir_okay=False), help="Official S_mean_std (a pickle).")
+@click.option("--trust-pickle", is_flag=True, help="Allow unpickling S_mean_std (runs code from the file; trusted files only).")
+@click.option("--generator", required=True, type=click.Path(dir_okay=False), help="The generator the tables belong to.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for fs3.npy, fs3.json, s_stats.npz.")
+def import_styleclip_cmd(fs3_path, s_mean_std, trust_pickle, generator, out):
+    """Import official StyleCLIP global-direction tables (checked against the generator's layout)."""
+    from precompute.checkpoints import load_generator
+    from precompute.global_directions import import_styleclip
+
+    layout = load_generator(generator).layout
+    for path in import_styleclip(fs3_path, s_mean_std, layout, out, trust_pickle):
+        click.echo(f"wrote {path}")
+
+
+DEMO_EDITS = ("a face with purple hair", "a face with blonde hair", "a smiling face", "a face with glasses",
+              "a face with blue eyes", "a bald face")
+
+
+@main.command()
+@click.option("--out", default="demo.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--seed", "seeds", default="1,2,3,4", show_default=True)
+@click.pass_context
+def demo(ctx, out, seeds):
+    """The main job: build the demo bundle if missing (export + validate), then a grid of text edits."""
+    from runtime.editor import Editor, GlobalEdit
+    from runtime.images import grid, save_png
+
+    if not (DEFAULT_BUNDLE / "manifest.json").is_file():
+        click.echo(f"building the demo bundle in {DEFAULT_BUNDLE} ...")
+        ctx.invoke(export_cmd)
+        ctx.invoke(validate)
+    editor = Editor(DEFAULT_BUNDLE)
+    wplus = editor.sample(parse_ints(seeds, "--seed", minimum=0))
+    rows = editor.comparison(wplus, [[GlobalEdit(p, beta=None)] for p in DEMO_EDITS])
+    titles = ["original"] + [p.replace("a face with ", "").replace("a ", "") for p in DEMO_EDITS]
+    save_png(grid(rows, titles, scale=2), out)
+    click.echo(f"wrote {out}: {len(rows)} faces x {len(DEMO_EDITS)} global-direction edits")
 
 if __name__ == "__main__":
     main()

@@ -167,3 +167,16 @@ def test_bad_tables_are_refused(models, tmp_path):
 def test_demo_export_without_demo_models_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="generator.json missing.*pass --generator and --clip"):
         bundle_mod.demo_sources(tmp_path)
+
+
+def test_tensorrt_engine_environment_mismatch_is_refused():
+    from runtime.engines import check_engine_environment
+
+    built = {"gpu": "NVIDIA H200", "compute_capability": "9.0", "tensorrt": "10.13.0", "driver": "580"}
+    check_engine_environment(built, dict(built, driver="590"))  # a newer driver is fine
+    with pytest.raises(BundleError, match=r"GPU architecture \(compute capability\) 9.0 .* this machine has 8.6"):
+        check_engine_environment(built, dict(built, compute_capability="8.6", gpu="NVIDIA A10"))
+    with pytest.raises(BundleError, match="TensorRT version 10.13.0"):
+        check_engine_environment(built, dict(built, tensorrt="11.4.0"))
+    with pytest.raises(BundleError, match="need an NVIDIA GPU"):
+        check_engine_environment(built, None)

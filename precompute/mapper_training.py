@@ -1,0 +1,77 @@
+"""Method B: training a latent mapper for one prompt (DESIGN §4.B).
+
+Loss = clip * (1 - cos(E_I(G(w')), E_T(t))) + l2 * MSE(w', w) [+ id * L_id(G(w'), G(w))] with
+w' = w + 0.1 * M(w). The reference trained 50k steps of Ranger (lr 0.5, batch 2) on e4e-inverted
+CelebA-HQ latents; here the latents are fresh samples (truncation 0.7) every step, and Adam is used
+(Ranger is not in torch) with the same nominal lr: the EqualLinear weights are stored divided by
+lr_mul = 0.01, so Adam's step of ~lr on them is ~0.005 on the effective weights.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .clip_model import Clip
+from .demo.training import run_training, step_generator
+from .mapper import GROUPS, LatentMapper, MapperConfig
+from .styleclip_losses import IdentityNet, clip_loss, identity_loss, text_target
+from .stylegan2 import Generator
+
+
+@dataclass
+class MapperTrainConfig:
+    prompt: str
+    steps: int = 1000
+    batch: int = 8
+    lr: float = 0.5
+    clip_weight: float = 1.0
+    l2_weight: float = 0.8
+    id_weight: float = 0.1  # only with an identity network
+    truncation: float = 0.7
+    enabled: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(GROUPS, True))
+    seed: int = 0
+    checkpoint_every: int = 100
+
+    def __post_init__(self):
+        if not self.prompt.strip():
+            raise ValueError("the prompt is empty; describe the edit, e.g. 'a face with purple hair'")
+        if self.steps < 1 or self.batch < 1 or self.lr <= 0:
+            raise ValueError(f"steps, batch and lr must be positive, got {self.steps}, {self.batch}, {self.lr}")
+
+
+def train_mapper(gen: Generator, clip: Clip, cfg: MapperTrainConfig, workdir, identity: IdentityNet | None = None,
+                 progress: bool = True, stop_at: int | None = None) -> tuple[LatentMapper, dict]:
+    """Train (or resume, from `workdir`) a mapper for `cfg.prompt`; returns it and the run info."""
+    gen.eval().requires_grad_(False)
+    torch.manual_seed(cfg.seed)
+    mapper = LatentMapper(MapperConfig(gen.n_latent, gen.config.style_dim, enabled=dict(cfg.enabled), prompt=cfg.prompt))
+    opt = torch.optim.Adam(mapper.parameters(), lr=cfg.lr)
+    target = text_target(clip, cfg.prompt)
+    use_id = identity is not None and cfg.id_weight > 0
+
+    def step_fn(step: int) -> dict:
+        z = torch.randn(cfg.batch, gen.config.style_dim, generator=step_generator(cfg.seed, step))
+        with torch.no_grad():
+            w = gen.wplus_from_z(z, cfg.truncation)
+        w_edit = mapper.edit(w)
+        images = gen(w_edit)
+        terms = {"clip": clip_loss(clip, images, target).mean(), "l2": F.mse_loss(w_edit, w)}
+        loss = cfg.clip_weight * terms["clip"] + cfg.l2_weight * terms["l2"]
+        if use_id:
+            with torch.no_grad():
+                source = gen(w)
+            terms["id"] = identity_loss(identity, images, source).mean()
+            loss = loss + cfg.id_weight * terms["id"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
+
+    hparams = dict(asdict(cfg), identity=use_id, generator=gen.config.to_dict())
+    hparams.pop("checkpoint_every")
+    info = run_training(workdir=workdir, hparams=hparams, model=mapper, optimizer=opt, steps=cfg.steps,
+                        step_fn=step_fn, lr_fn=lambda step: cfg.lr, checkpoint_every=cfg.checkpoint_every,
+                        stop_at=stop_at, desc=f"mapper {cfg.prompt!r}", progress=progress)
+    return mapper.eval(), info

@@ -1,0 +1,60 @@
+"""StyleCLIP methods A (latent optimization) and B (mapper training) on small models."""
+import math
+
+import pytest
+import torch
+
+from precompute.checkpoints import load_generator
+from precompute.clip_model import load_clip
+from precompute.mapper_training import MapperTrainConfig, train_mapper
+from precompute.optimization import OptimizeConfig, lr_at, optimize_latents
+
+
+@pytest.fixture(scope="module")
+def gen_clip(models):
+    return load_generator(models["generator"]), load_clip(weights=models["clip"])
+
+
+def test_lr_schedule_at_known_steps():
+    assert lr_at(0, 300) == 0.0  # the first step is a no-op, as in StyleCLIP
+    assert lr_at(7, 300) == pytest.approx(0.1 * 7 / 15)  # linear ramp-up over 5 %
+    assert lr_at(15, 300) == pytest.approx(0.1) and lr_at(200, 300) == pytest.approx(0.1)
+    assert lr_at(270, 300) == pytest.approx(0.1 * (0.5 - 0.5 * math.cos(0.4 * math.pi)))  # cosine ramp-down
+    assert lr_at(299, 300) == pytest.approx(0.1 * (0.5 - 0.5 * math.cos(math.pi / 75)))
+
+
+def test_optimization_lowers_the_clip_loss(gen_clip):
+    gen, clip = gen_clip
+    w0 = gen.wplus_from_z(torch.randn(3, 64, generator=torch.Generator().manual_seed(0)), 0.7).detach()
+    w, history = optimize_latents(gen, clip, "a face with purple hair", w0, OptimizeConfig(steps=40), progress=False)
+    assert w.shape == w0.shape and not torch.equal(w, w0)
+    first, last = history[0], history[-2]
+    assert last["clip"] < first["clip"] - 0.01 and first["l2"] == 0 and last["l2"] > 0
+    alone, _ = optimize_latents(gen, clip, "a face with purple hair", w0[1:2], OptimizeConfig(steps=40), progress=False)
+    torch.testing.assert_close(alone, w[1:2], rtol=1e-4, atol=1e-5)  # batching does not couple latents
+
+
+def test_mapper_training_lowers_the_loss_and_resumes(gen_clip, tmp_path):
+    gen, clip = gen_clip
+    cfg = MapperTrainConfig("a face with purple hair", steps=30, batch=4, checkpoint_every=10)
+    mapper, info = train_mapper(gen, clip, cfg, tmp_path / "full", progress=False)
+    losses = [h[1] for h in info["history"]]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    assert mapper.config.prompt == "a face with purple hair"
+    train_mapper(gen, clip, cfg, tmp_path / "resumed", progress=False, stop_at=10)
+    resumed, info2 = train_mapper(gen, clip, cfg, tmp_path / "resumed", progress=False)
+    assert info2["resumed_from"] == 10 and info2["history"] == info["history"]
+    for a, b in zip(resumed.parameters(), mapper.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_mapper_training_respects_disabled_groups(gen_clip, tmp_path):
+    gen, clip = gen_clip
+    cfg = MapperTrainConfig("a smiling face", steps=3, batch=2, enabled={"coarse": True, "medium": True, "fine": False})
+    mapper, _ = train_mapper(gen, clip, cfg, tmp_path, progress=False)
+    w = gen.wplus_from_z(torch.randn(2, 64), 0.7)
+    a, b = mapper.config.split
+    with torch.no_grad():
+        assert torch.count_nonzero(mapper(w)[:, b:]) == 0
+    with pytest.raises(ValueError, match="empty"):
+        MapperTrainConfig("  ")
