@@ -133,10 +133,16 @@ def relevance(fs3: np.ndarray, dt: np.ndarray) -> np.ndarray:
 
 
 def auto_beta(r: np.ndarray, min_channels: int) -> float:
-    """The largest beta that keeps at least `min_channels` channels (|r| of the K-th strongest)."""
+    """A beta that keeps the `min_channels` most relevant channels.
+
+    It lies midway between the K-th and the (K+1)-th largest |r|, not on the K-th itself: a beta
+    exactly at a channel's |r| would let a 1e-7 difference in dt (another runtime, fp16) drop it.
+    """
     if not 1 <= min_channels <= r.size:
         raise ValueError(f"min_channels must be in 1..{r.size}, got {min_channels}")
-    return float(np.sort(np.abs(r))[::-1][min_channels - 1])
+    ranked = np.sort(np.abs(r))[::-1]
+    below = ranked[min_channels] if min_channels < r.size else 0.0
+    return float((ranked[min_channels - 1] + below) / 2)
 
 
 def check_range(name: str, value: float, bounds: tuple[float, float]) -> float:
