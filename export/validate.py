@@ -150,13 +150,21 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return ((np.clip(img, -1, 1) + 1) * 127.5).round().astype(np.uint8).transpose(1, 2, 0)
 
 
-def save_side_by_side(path: Path, ref: np.ndarray, out: np.ndarray) -> None:
-    """Rows: PyTorch | exported | |error| amplified so the largest error is white."""
+def save_side_by_side(path: Path, ref: np.ndarray, out: np.ndarray, max_side: int = 256) -> None:
+    """Rows: PyTorch | exported | |error| amplified so the largest error is white.
+
+    Large images are reduced to `max_side` (box filter for the images, max for the error map, so no
+    error disappears) to keep the report small.
+    """
+    f = max(1, ref.shape[-1] // max_side)
     err = np.abs(out - ref).max(axis=1, keepdims=True)
+    if f > 1:
+        pool = lambda a, op: op(a.reshape(*a.shape[:2], a.shape[2] // f, f, a.shape[3] // f, f), axis=(3, 5))  # noqa: E731
+        ref, out, err = pool(ref, np.mean), pool(out, np.mean), pool(err, np.max)
     err = np.repeat(err / max(float(err.max()), 1e-12) * 2 - 1, 3, axis=1)
     rows = [np.concatenate([_to_uint8(r), _to_uint8(o), _to_uint8(e)], axis=1) for r, o, e in zip(ref, out, err)]
     grid = np.concatenate(rows, axis=0)
-    scale = max(1, 256 // ref.shape[-1])
+    scale = max(1, max_side // ref.shape[-1])
     Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
 
 

@@ -1,10 +1,12 @@
-"""Export and validate at real size: FFHQ-1024 config-f StyleGAN2 + ViT-B-32 CLIP, random weights.
+"""Export and validate random-weight models of real size or demo size, and print the figures.
 
-Real weights are not available here; random weights have exactly the real compute, file sizes and
-numerics paths. Writes the models, the bundle and its report under --work and prints export time,
-file sizes and the validation table (the figures quoted in the export issue's closing note).
+--preset ffhq: FFHQ-1024 config-f StyleGAN2 + ViT-B-32 (real weights are not available here; random
+weights have exactly the real compute, file sizes and numerics paths). --preset demo: the demo
+world's architectures (64 px generator, small open_clip) with random weights. Writes the models, the
+bundle and its report under --work and prints export time, file sizes and the validation table.
 
-    python scripts/real_size_export.py --work build/real_size
+    python scripts/real_size_export.py --preset ffhq --work build/real_size --fp16
+    python scripts/real_size_export.py --preset demo --work build/demo_size --fp16
 """
 from __future__ import annotations
 
@@ -26,33 +28,50 @@ from precompute.mapper import LatentMapper, MapperConfig, save_mapper  # noqa: E
 from precompute.stylegan2 import Generator, GeneratorConfig  # noqa: E402
 
 
-def write_models(work: Path) -> Sources:
+# The demo world's architectures (precompute/demo): 64 px generator, small open_clip at 64 px.
+DEMO_GENERATOR = GeneratorConfig(64, 128, 4, {4: 128, 8: 128, 16: 128, 32: 64, 64: 32})
+DEMO_CLIP = {"embed_dim": 128,
+             "vision_cfg": {"image_size": 64, "layers": 4, "width": 192, "patch_size": 8, "head_width": 64},
+             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 4}}
+
+
+def write_models(work: Path, preset: str) -> Sources:
     torch.manual_seed(0)
-    gen = Generator(GeneratorConfig.rosinality(1024, 512, 8, 2)).eval()
+    if preset == "ffhq":
+        gen = Generator(GeneratorConfig.rosinality(1024, 512, 8, 2)).eval()
+        clip, clip_name, rows = open_clip.create_model("ViT-B-32", pretrained=None), "ViT-B-32", 5376  # official fs3 rows
+    else:
+        gen = Generator(DEMO_GENERATOR).eval()
+        clip, clip_name, rows = open_clip.CLIP(**DEMO_CLIP), None, None
     gen.mean_latent(4096)
-    save_rosinality(gen, work / "stylegan2-ffhq-config-f-random.pt")
-    clip = open_clip.create_model("ViT-B-32", pretrained=None)
-    torch.save(clip.state_dict(), work / "vit-b-32-random.pt")
-    mapper = LatentMapper(MapperConfig(18, 512, prompt="purple hair"))
-    save_mapper(mapper, work / "purple_hair")
+    save_rosinality(gen, work / "generator.pt")
+    torch.save(clip.state_dict(), work / "clip.pt")
+    dim, embed = gen.config.style_dim, clip.text_projection.shape[1]
+    save_mapper(LatentMapper(MapperConfig(gen.n_latent, dim, prompt="purple hair")), work / "purple_hair")
     rng = np.random.default_rng(0)
-    fs3 = rng.standard_normal((5376, 512)).astype(np.float32)  # the official table's row count
+    fs3 = rng.standard_normal((rows or gen.layout.conv_channels, embed)).astype(np.float32)
     np.save(work / "fs3.npy", fs3 / np.linalg.norm(fs3, axis=1, keepdims=True))
     with torch.no_grad():
-        s = torch.cat(gen.styles(gen.wplus_from_z(torch.randn(2000, 512), 0.7)), 1).numpy()
+        s = torch.cat(gen.styles(gen.wplus_from_z(torch.randn(2000, dim), 0.7)), 1).numpy()
     np.savez(work / "s_stats.npz", mean=s.mean(0), std=s.std(0))
-    return Sources(work / "stylegan2-ffhq-config-f-random.pt", work / "vit-b-32-random.pt", "ViT-B-32",
-                   [work / "purple_hair.json"], work / "fs3.npy", work / "s_stats.npz")
+    if clip_name is None:  # a custom config: save it in our format, which records the config
+        from precompute.clip_model import Clip, save_clip
+
+        save_clip(Clip(clip, DEMO_CLIP), work / "clip")
+    clip_file = work / ("clip.pt" if clip_name else "clip.json")
+    return Sources(work / "generator.pt", clip_file, clip_name, [work / "purple_hair.json"], work / "fs3.npy",
+                   work / "s_stats.npz")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", choices=["ffhq", "demo"], default="ffhq")
     ap.add_argument("--work", type=Path, default=Path("build/real_size"))
     ap.add_argument("--fp16", action="store_true", help="also export and validate fp16 variants")
     ap.add_argument("--batches", default="1,4")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    src = write_models(args.work)
+    src = write_models(args.work, args.preset)
     bundle = args.work / "bundle"
     start = time.perf_counter()
     manifest = export_bundle(bundle, src, ExportOptions(fp16=args.fp16))
