@@ -26,7 +26,8 @@ def test_prior_codes_give_the_renderers_prior():
 
 
 def small(workdir, steps):
-    return Trainer(workdir, TrainConfig(steps=steps, batch=4, n_train=32, distill_from=1, checkpoint_every=2))
+    return Trainer(workdir, TrainConfig(steps=steps, batch=4, n_train=32, distill_from=1, checkpoint_every=2,
+                                        map_fit_steps=3))
 
 
 def test_training_steps_and_resume(tmp_path):
@@ -35,6 +36,7 @@ def test_training_steps_and_resume(tmp_path):
     full.train(progress=False)
     assert full.step == 4 and all(np.isfinite(list(h.values())).all() for h in full.history)
     assert "distill" in full.history[-1]  # the distillation term joined after warm-up
+    assert full.mapping_fit is not None and any("mapping_r2" in h for h in full.history)
     assert any(not torch.equal(a, b) for a, b in zip(before, full.gen.parameters()))
 
     first = small(tmp_path / "resumed", 2)

@@ -4,12 +4,16 @@ Why not plain distillation (G(z) regressed onto render(f(z)))? Planning measured
 must learn discontinuous functions of z from scratch and collapses to the mean face. And a GAN is too
 slow on 2 cores. So one loop trains three things together, each with an easy target:
 
-1. autoencoder: a small CNN encoder E maps a render x to one w; the synthesis network decodes it
-   (W+ = w on every row). Loss: L1 on pixels and on image gradients (edges: eyes, mouth, glasses).
-2. mapping: z is a *structured* code of the render's parameters (`face_to_z`: for an attribute with
-   n values, the argmax of an n-dim Gaussian block; for a geometry value g, Phi^-1(g); other dims are
-   free noise). The mapping network regresses sg(E(x)) from z: no images, so it is cheap.
-3. distillation (after a warm-up): G(mapping(z)) is also decoded and compared with x, so the
+1. autoencoder (steps < distill_from): a small CNN encoder E maps a render x to one w; the synthesis
+   network decodes it (W+ = w on every row). Loss: L1 on pixels and on image gradients (edges: eyes,
+   mouth, glasses).
+2. mapping fit (once, at distill_from): z is a *structured* code of the render's parameters
+   (`face_to_z`: for an attribute with n values, the argmax of an n-dim Gaussian block; for a
+   geometry value g, Phi^-1(g); other dims are free noise). With E frozen, the mapping network
+   regresses E(x) from z over the whole cached set: no images, so thousands of steps take seconds.
+   (Fitting it jointly with a moving encoder, as first tried, gave mean faces: the targets kept moving
+   and their spread was small, so a low MSE said little.)
+3. distillation (steps >= distill_from): G(mapping(z)) is decoded and compared with x as well, so the
    synthesis network learns the exact region the mapping produces.
 
 Sampling z ~ N(0, I) then gives faces with uniformly distributed attributes (argmax of iid Gaussians)
@@ -117,9 +121,9 @@ class TrainConfig:
     batch: int = 32
     n_train: int = 20000
     lr: float = 1e-3
-    distill_from: int = 1500  # step at which G(mapping(z)) joins the loss
+    distill_from: int = 2500  # step at which the mapping is fitted and G(mapping(z)) joins the loss
     distill_weight: float = 1.0
-    map_weight: float = 1.0
+    map_fit_steps: int = 4000  # mapping-only steps of stage 2 (batch 512)
     checkpoint_every: int = 250
     seed: int = 0
 
@@ -142,6 +146,7 @@ class Trainer:
         self.opt = torch.optim.Adam([{"params": others, "lr": cfg.lr},
                                      {"params": mapping, "lr": cfg.lr / gen_config.lr_mlp}], betas=betas)
         self.step = 0
+        self.mapping_fit: dict | None = None  # stage 2's result, once done
         self.history: list[dict] = []
         self.images, self.attrs, self.geometry = render_dataset(cfg.n_train, cfg.seed)
         self.rng = np.random.default_rng(cfg.seed + 1)
@@ -151,6 +156,7 @@ class Trainer:
     def _state(self):
         return {"gen": self.gen.state_dict(), "enc": self.enc.state_dict(), "opt": self.opt.state_dict(),
                 "step": self.step, "history": self.history, "rng": self.rng.bit_generator.state,
+                "mapping_fit": self.mapping_fit or {},
                 "torch_rng": torch.get_rng_state()}
 
     def save(self):
@@ -163,22 +169,47 @@ class Trainer:
         self.enc.load_state_dict(state["enc"])
         self.opt.load_state_dict(state["opt"])
         self.step, self.history = state["step"], state["history"]
+        self.mapping_fit = state.get("mapping_fit") or None
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
 
+    @torch.no_grad()
+    def encode_all(self, batch: int = 256) -> torch.Tensor:
+        return torch.cat([self.enc(to_float(self.images[i : i + batch])) for i in range(0, len(self.images), batch)])
+
+    def fit_mapping(self, batch: int = 512) -> dict:
+        """Stage 2: regress the frozen encoder's codes from the structured z (fresh noise dims each step)."""
+        targets = self.encode_all()
+        mean, var = targets.mean(0), targets.var(0).mean()
+        params = list(self.gen.style.parameters())
+        opt = torch.optim.Adam(params, lr=self.cfg.lr / self.gen.config.lr_mlp, betas=(0.9, 0.99))
+        for step in tqdm(range(self.cfg.map_fit_steps), desc="fit mapping", leave=False):
+            idx = self.rng.integers(0, len(targets), batch)
+            z = torch.from_numpy(face_to_z(self.attrs[idx], self.geometry[idx], self.rng, self.gen.config.style_dim))
+            loss = F.mse_loss(self.gen.mapping(z), targets[idx]) / var  # relative: 1 = predicting the mean
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            z = torch.from_numpy(face_to_z(self.attrs, self.geometry, self.rng, self.gen.config.style_dim))
+            pred = torch.cat([self.gen.mapping(z[i : i + 1024]) for i in range(0, len(z), 1024)])
+        return {"r2": 1 - (F.mse_loss(pred, targets) / var).item(), "target_mean_norm": mean.norm().item()}
+
     def train_step(self) -> dict:
         cfg = self.cfg
+        if self.step >= cfg.distill_from and self.mapping_fit is None:
+            self.mapping_fit = self.fit_mapping()
+            self.history.append({"step": self.step, "mapping_r2": self.mapping_fit["r2"]})
         idx = self.rng.integers(0, len(self.images), cfg.batch)
         x = to_float(self.images[idx])
-        z = torch.from_numpy(face_to_z(self.attrs[idx], self.geometry[idx], self.rng, self.gen.config.style_dim))
         n = self.gen.n_latent
         w_enc = self.enc(x)
         recon = self.gen.synthesis_wplus(w_enc[:, None].expand(-1, n, -1))
-        w_map = self.gen.mapping(z)
-        terms = {"recon": image_loss(recon, x), "map": F.mse_loss(w_map, w_enc.detach())}
-        loss = terms["recon"] + cfg.map_weight * terms["map"]
+        terms = {"recon": image_loss(recon, x)}
+        loss = terms["recon"]
         if self.step >= cfg.distill_from:
-            fake = self.gen.synthesis_wplus(w_map[:, None].expand(-1, n, -1))
+            z = torch.from_numpy(face_to_z(self.attrs[idx], self.geometry[idx], self.rng, self.gen.config.style_dim))
+            fake = self.gen.synthesis_wplus(self.gen.mapping(z)[:, None].expand(-1, n, -1))
             terms["distill"] = image_loss(fake, x)
             loss = loss + cfg.distill_weight * terms["distill"]
         self.opt.zero_grad(set_to_none=True)
