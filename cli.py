@@ -384,6 +384,55 @@ def import_styleclip_cmd(fs3_path, s_mean_std, trust_pickle, generator, out):
         click.echo(f"wrote {path}")
 
 
+# --- benchmarks: runtime vs PyTorch eager, and the floor (export/bench.py, DESIGN §9) ----------------
+@main.command()
+@click.option("--preset", type=click.Choice(["demo", "ffhq", "both"]),
+              help="Random-weight models (demo size, FFHQ-1024 + ViT-B-32), built once into build/bench/<preset> [demo].")
+@click.option("--bundle", type=click.Path(file_okay=False), help="Benchmark this bundle (PyTorch from its recorded sources).")
+@click.option("--batches", default="1,8", show_default=True, help="Batch sizes (the text encoder also runs 158 prompts).")
+@click.option("--repeats", default=20, show_default=True, type=click.IntRange(1), help="Interleaved timed calls per row.")
+@click.option("--warmup", default=2, show_default=True, type=click.IntRange(0))
+@click.option("--threads", default=0, type=click.IntRange(0), help="Threads for onnxruntime and torch (0: all usable CPUs).")
+@click.option("--max-seconds", default=60.0, show_default=True, type=click.FloatRange(0),
+              help="Stop a row's repeats after this long (at least 3; 0: no limit).")
+@click.option("--profile", is_flag=True, help="Also print onnxruntime's per-op profile of every graph.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the report into this .md (its run block; chart PNG beside it).")
+def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, profile, out):
+    """Time the runtime against PyTorch eager (same inputs, interleaved) and against each graph's floor."""
+    import shlex
+
+    from runtime.bundle import read_manifest
+
+    sizes = parse_ints(batches, "--batches")
+    if preset and bundle:
+        raise click.UsageError("pass --preset or --bundle, not both")
+    if out and not out.lower().endswith(".md"):
+        raise click.BadParameter("must end in .md", param_hint="--out")
+    if bundle:
+        read_manifest(bundle)  # before the slow imports: a wrong folder fails at once
+    from export.bench import bench_bundle, format_result, write_markdown
+    from export.bundle import ExportOptions
+    from export.presets import preset_bundle
+
+    if bundle:
+        targets = [(Path(bundle), Path(bundle).name)]
+    else:
+        names = ["demo", "ffhq"] if preset == "both" else [preset or "demo"]
+        targets = [(preset_bundle(ROOT / "build" / "bench" / p, p, ExportOptions(fp16=True, torchscript=True),
+                                  log=click.echo), p) for p in names]
+    results = []
+    for folder, label in targets:
+        res = bench_bundle(folder, batches=sizes, repeats=repeats, warmup=warmup, threads=threads or None,
+                           max_seconds=max_seconds or None, label=label, profile=profile,
+                           log=lambda m: click.echo(m, err=True))
+        click.echo(format_result(res) + "\n")
+        results.append(res)
+    if out:
+        command = " ".join(["python cli.py", *map(shlex.quote, sys.argv[1:])])
+        md, chart = write_markdown(out, results, command, preset or "bundle-" + targets[0][1])
+        click.echo(f"wrote {md} and {chart}")
+
+
 DEMO_EDITS = ("a face with purple hair", "a face with blonde hair", "a smiling face", "a face with glasses",
               "a face with blue eyes", "a bald face")
 

@@ -175,6 +175,11 @@ class Editor:
         """Unit CLIP text embeddings [N, D], one batched graph call."""
         return self.run("text_encoder", self.tokenizer(texts))
 
+    def forget_directions(self) -> None:
+        """Drop the cached text and style directions (loaded tables stay): the next edit is uncached."""
+        with self._lock:
+            self._cache = {k: v for k, v in self._cache.items() if k[0] == "table"}
+
     def _memo(self, key: tuple, compute):
         """Thread-safe cache: concurrent misses may compute twice, but all callers get equal values."""
         with self._lock:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from export.bench import fs3_seconds_per_image  # noqa: E402
 from precompute import global_directions as gd  # noqa: E402
 from precompute.clip_model import Clip, new_clip  # noqa: E402
 from precompute.stylegan2 import Generator, GeneratorConfig  # noqa: E402
@@ -47,15 +47,7 @@ def random_generator(config: GeneratorConfig) -> Generator:
 def measure(gen, clip, channels: int, n_images: int, batch: int | None, compile: bool = False) -> float:
     """Seconds per image (generator + CLIP), timed between channel groups after the first."""
     mean, std = gd.style_statistics(gen, 2000, batch=500)
-    rows = gen.layout.conv_channels
-    shard = (0, rows // (channels + 1))  # the first `channels + 1` rows (one for warm-up)
-    stamps = []
-    gd.compute_fs3(gen, clip, mean, std, n_images=n_images, shard=shard, batch=batch, progress=False, compile=compile,
-                   on_progress=lambda done: stamps.append((done, time.perf_counter())))
-    (d0, t0), (d1, t1) = stamps[0], stamps[-1]
-    if d1 == d0:
-        raise SystemExit("need at least two channel groups to time; raise the channel count")
-    return (t1 - t0) / ((d1 - d0) * 2 * n_images)
+    return fs3_seconds_per_image(gen, clip, mean, std, channels, n_images, batch, compile)
 
 
 def hms(seconds: float) -> str:

@@ -1,0 +1,838 @@
+"""`cli.py bench`: the runtime (onnxruntime) against PyTorch eager, side by side in one run (DESIGN §9).
+
+For every graph of a bundle and every batch, the same input (drawn by `graphs.InputSampler`, as the
+export and validation do) goes to the runtime's session (the runtime's own session options: all graph
+optimizations, intra-op threads = torch threads) and to the PyTorch module that was exported
+(`torch.inference_mode()`, the same thread count). After warm-up the candidates run interleaved, in
+alternating order (A B C, C B A, ...), with a short pause between calls so neither side's spinning
+worker threads eat into the other's time. Rows give median and p10-p90 of the runtime and of PyTorch,
+the ratio torch / runtime, items per second, and the floor:
+
+  floor = max(FLOPs / matmul peak, minimum bytes / memory bandwidth)
+
+FLOPs are 2 x the multiply-adds of Conv, ConvTranspose, MatMul and Gemm, counted from the ONNX graph
+with shapes from ONNX shape inference at the benchmark batch; minimum bytes are the weights (a table
+read only by Gather counts only the rows it yields) plus the input and the output. The peak and the
+bandwidth are measured in the same run with the same threads: a large fp32 matmul (torch.mm) and a
+large array copy (read + write), at the start and at the end; the better of the two is used.
+
+Whole edits go through `runtime.editor.Editor` (global direction with a cached and an uncached text
+direction, mapper) against the PyTorch models with the same numpy edit math. Peak memory per model
+family is the growth of the resident set's high-water mark (/proc/self/status VmHWM, reset through
+/proc/self/clear_refs) while the family's sessions load and warm up, and while PyTorch warms up.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import torch
+
+from runtime import edit_math
+from runtime.bundle import verify_file
+from runtime.editor import Editor, GlobalEdit, MapperEdit
+
+from .bundle import Models, load_sources
+from .graphs import InputSampler, clip_graphs, generator_graphs, mapper_graph
+
+TEXT_BATCH = 2 * len(edit_math.TEMPLATES)  # one uncached text direction: 2 x 79 prompts in one call
+GD_EDIT = ("a face with purple hair", "a face")
+PAUSE_S = 0.002  # between timed calls
+MAC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+def family(graph: str) -> str:
+    if graph.startswith("mapper_"):
+        return "mapper"
+    return "clip" if graph.endswith("_encoder") else "generator"
+
+
+# --- timing ------------------------------------------------------------------------------------------
+@dataclass
+class Stats:
+    median: float  # seconds
+    p10: float
+    p90: float
+    n: int
+
+    @classmethod
+    def of(cls, times) -> "Stats":
+        t = np.asarray(times, dtype=np.float64)
+        return cls(float(np.median(t)), float(np.percentile(t, 10)), float(np.percentile(t, 90)), len(t))
+
+    @property
+    def spread(self) -> float:
+        """(p90 - p10) / median."""
+        return (self.p90 - self.p10) / self.median if self.median > 0 else float("nan")
+
+
+def interleaved(candidates: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
+                max_seconds: float | None = None, min_repeats: int = 3, pause: float = PAUSE_S) -> dict[str, Stats]:
+    """Time each candidate `repeats` times, round-robin in alternating order, after `warmup` calls each.
+
+    With `max_seconds`, rounds stop once that much time has passed (never before `min_repeats`).
+    """
+    names = list(candidates)
+    for _ in range(warmup):
+        for name in names:
+            candidates[name]()
+    times = {name: [] for name in names}
+    start = time.perf_counter()
+    for r in range(repeats):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            if pause:
+                time.sleep(pause)
+            t0 = time.perf_counter()
+            candidates[name]()
+            times[name].append(time.perf_counter() - t0)
+        if max_seconds is not None and r + 1 >= min_repeats and time.perf_counter() - start > max_seconds:
+            break
+    return {name: Stats.of(t) for name, t in times.items()}
+
+
+# --- memory -------------------------------------------------------------------------------------------
+class PeakRSS:
+    """Growth of the resident set's peak over a block: `with PeakRSS() as m: ...; m.mb`.
+
+    Linux resets the peak (VmHWM) when 5 is written to /proc/self/clear_refs; elsewhere the process-wide
+    maximum (getrusage) is used, which only shows growth beyond every earlier peak (`exact` is False).
+    """
+
+    def __init__(self):
+        self.mb, self.exact = float("nan"), False
+
+    @staticmethod
+    def _status() -> dict[str, int]:
+        text = Path("/proc/self/status").read_text()
+        return {k: int(re.search(rf"{k}:\s+(\d+)", text).group(1)) * 1024 for k in ("VmRSS", "VmHWM")}
+
+    def __enter__(self):
+        gc.collect()
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.base, self.exact = self._status()["VmRSS"], True
+        except OSError:
+            import resource
+
+            self.base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return self
+
+    def __exit__(self, *exc):
+        if self.exact:
+            peak = self._status()["VmHWM"]
+        else:
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self.mb = max(0, peak - self.base) / 2**20
+        return False
+
+
+# --- the floor ----------------------------------------------------------------------------------------
+@dataclass
+class Cost:
+    flops: float
+    weight_bytes: float
+    io_bytes: float
+
+    @property
+    def bytes(self) -> float:
+        return self.weight_bytes + self.io_bytes
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(self.flops + other.flops, self.weight_bytes + other.weight_bytes, self.io_bytes + other.io_bytes)
+
+
+def _dims(value_info) -> list | None:
+    t = value_info.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+
+
+def _nbytes(dims, elem_type) -> float:
+    return float(np.prod(dims, dtype=np.float64)) * onnx.helper.tensor_dtype_to_np_dtype(elem_type).itemsize
+
+
+def graph_cost(model, batch: int) -> Cost:
+    """FLOPs and minimum bytes of an ONNX model (path or ModelProto) with its symbolic dims set to `batch`.
+
+    Raises ValueError when a counted node's shapes cannot be inferred.
+    """
+    model = onnx.load(str(model)) if not isinstance(model, onnx.ModelProto) else _copy(model)
+    graph = model.graph
+    for v in list(graph.input) + list(graph.output):
+        for d in v.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.dim_value = batch
+    del graph.value_info[:]
+    _toposort(graph)  # shape inference walks nodes in order; the fp16 converter appends its input casts
+    graph = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+    shapes = {v.name: _dims(v) for v in list(graph.value_info) + list(graph.input) + list(graph.output)}
+    types = {v.name: v.type.tensor_type.elem_type for v in list(graph.value_info) + list(graph.input) + list(graph.output)}
+    weights = {t.name: (list(t.dims), t.data_type) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    weights[node.output[0]] = (list(a.t.dims), a.t.data_type)
+    shapes.update({name: dims for name, (dims, _) in weights.items()})
+
+    def shape(name, node):
+        dims = shapes.get(name)
+        if dims is None or any(d is None for d in dims):
+            raise ValueError(f"cannot infer the shape of {name!r} ({node.op_type} node {node.name!r})")
+        return dims
+
+    macs = 0.0
+    for node in graph.node:
+        if node.op_type not in MAC_OPS:
+            continue
+        a, b, y = shape(node.input[0], node), shape(node.input[1], node), shape(node.output[0], node)
+        if node.op_type == "Conv":  # W [M, C/g, k...], Y [N, M, out...]
+            macs += np.prod(y, dtype=np.float64) * np.prod(b[1:], dtype=np.float64)
+        elif node.op_type == "ConvTranspose":  # X [N, C, in...], W [C, M/g, k...]
+            macs += np.prod(a, dtype=np.float64) * np.prod(b[1:], dtype=np.float64)
+        elif node.op_type == "MatMul":
+            macs += np.prod(y, dtype=np.float64) * a[-1]
+        else:  # Gemm
+            trans_a = any(at.name == "transA" and at.i for at in node.attribute)
+            macs += np.prod(y, dtype=np.float64) * (a[0] if trans_a else a[1])
+    # Weights: every initializer once; one read only through Gather needs only the rows gathered.
+    readers: dict[str, list] = {}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            readers.setdefault(name, []).append((node, i))
+    weight_bytes = 0.0
+    for name, (dims, dtype) in weights.items():
+        size = _nbytes(dims, dtype)
+        uses = readers.get(name, [])
+        if uses and all(n.op_type == "Gather" and i == 0 for n, i in uses):
+            size = min(size, sum(_nbytes(shape(n.output[0], n), dtype) for n, _ in uses))
+        weight_bytes += size
+    io = sum(_nbytes(shape(v.name, v), types[v.name]) for v in list(graph.input) + list(graph.output))
+    return Cost(2.0 * macs, weight_bytes, io)
+
+
+def _toposort(graph: onnx.GraphProto) -> None:
+    known = {v.name for v in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in known for i in n.input)]
+        if not ready:  # a cycle or an input from nowhere: keep the rest as it was
+            ordered += pending
+            break
+        ready_ids = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in ready_ids]
+        ordered += ready
+        known.update(o for n in ready for o in n.output)
+    nodes = [onnx.NodeProto() for _ in ordered]
+    for dst, src in zip(nodes, ordered):
+        dst.CopyFrom(src)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
+
+
+@dataclass
+class Hardware:
+    matmul_gflops: float  # best of the start and end measurements
+    bandwidth_gbs: float
+    samples: list = field(default_factory=list)  # (when, GFLOP/s, GB/s)
+
+    def floor(self, cost: Cost) -> float:
+        return max(cost.flops / (self.matmul_gflops * 1e9), cost.bytes / (self.bandwidth_gbs * 1e9))
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 [n, n] x [n, n] throughput with torch's current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    c = torch.empty(n, n)
+    torch.mm(a, b, out=c)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=c)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def copy_gbs(mb: int = 512, repeats: int = 5) -> float:
+    """Best copy bandwidth (bytes read + written) of an `mb` MiB fp32 array with torch's threads."""
+    src = torch.ones(mb * 2**20 // 4)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.numel() * 4 / best / 1e9
+
+
+# --- the machine ----------------------------------------------------------------------------------------
+def machine_info(threads: int) -> dict:
+    import onnxruntime
+
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        cpu = re.search(r"model name\s*:\s*(.*)", text).group(1).strip()
+        flags = set(re.search(r"flags\s*:\s*(.*)", text).group(1).split())
+    except (OSError, AttributeError):
+        pass
+    mem = None
+    try:
+        mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) * 1024
+    except (OSError, AttributeError):
+        pass
+    simd = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8")
+            if f in flags]
+    return {
+        "cpu": cpu, "cpus": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "simd": simd, "memory_gb": round(mem / 2**30, 1) if mem else None, "threads": threads,
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "os": platform.platform(),
+    }
+
+
+# --- rows -----------------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    section: str  # graph | edit | precompute
+    name: str
+    batch: int
+    variant: str  # fp32 | fp16 | torchscript (graphs); fp32 (edits); torch (precompute)
+    runtime: Stats | None  # the runtime (onnxruntime, or the TorchScript module for that variant)
+    torch: Stats | None  # PyTorch eager on the same inputs, in the same loop
+    cost: Cost | None = None
+    floor_s: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        """PyTorch median / runtime median (> 1: the runtime is faster)."""
+        return self.torch.median / self.runtime.median if self.runtime and self.torch else float("nan")
+
+    @property
+    def per_s(self) -> float:
+        return self.batch / self.runtime.median if self.runtime else float("nan")
+
+    @property
+    def vs_floor(self) -> float:
+        return self.runtime.median / self.floor_s if self.runtime and self.floor_s else float("nan")
+
+
+@dataclass
+class Memory:
+    family: str
+    runtime_weights_mb: float  # the family's fp32 graph files
+    runtime_peak_mb: float  # peak RSS growth while its sessions load and warm up (weights included)
+    torch_weights_mb: float  # parameters and buffers of the PyTorch modules (whole models)
+    torch_peak_mb: float  # peak RSS growth while PyTorch warms up (weights were already loaded)
+
+
+@dataclass
+class BenchResult:
+    label: str
+    bundle: str
+    threads: int
+    batches: list
+    repeats: int
+    rows: list[Row]
+    memory: list[Memory]
+    hardware: Hardware
+    machine: dict
+    seconds: float = 0.0
+    profiles: list = field(default_factory=list)  # (graph, batch, ort_profile rows)
+
+
+def _module_mb(module: torch.nn.Module) -> float:
+    return sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers())) / 2**20
+
+
+_to_uint8 = Editor.to_uint8
+
+
+class Bench:
+    """One bundle against its PyTorch models; `run()` returns a BenchResult."""
+
+    def __init__(self, bundle, models: Models | None = None, batches=(1, 8), repeats: int = 20, warmup: int = 2,
+                 threads: int | None = None, max_seconds: float | None = 60.0, graphs=None, edits: bool = True,
+                 fs3_channels: int = 2, hardware_sizes=(2048, 512), seed: int = 0, label: str | None = None,
+                 profile: bool = False, log: Callable[[str], None] = lambda _: None):
+        from .validate import sources_from_manifest
+
+        self.folder = Path(bundle)
+        self.threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+        self.batches = sorted(set(int(b) for b in batches))
+        if not self.batches or self.batches[0] < 1 or repeats < 1 or warmup < 0:
+            raise ValueError(f"need batches >= 1, repeats >= 1 and warmup >= 0, got {batches}, {repeats}, {warmup}")
+        self.repeats, self.warmup, self.max_seconds = repeats, warmup, max_seconds
+        self.edits, self.fs3_channels, self.hardware_sizes = edits, fs3_channels, hardware_sizes
+        self.profile_graphs = profile
+        self.label, self.log, self.rng = label or self.folder.name, log, np.random.default_rng(seed)
+        self.editor = Editor(self.folder, threads=self.threads)
+        self.manifest = self.editor.manifest
+        self.models = models or load_sources(sources_from_manifest(self.manifest))
+        gen, clip = self.models.generator.eval(), self.models.clip.eval()
+        sampler = InputSampler(gen, clip)
+        specs = generator_graphs(gen, sampler) + clip_graphs(clip, sampler, True)
+        specs += [mapper_graph(name, m, sampler) for name, m in self.models.mappers.items()]
+        present = self.manifest["graphs"]
+        unknown = sorted(set(graphs or ()) - set(present))
+        if unknown:
+            raise ValueError(f"this bundle has no graph {', '.join(unknown)}; it has {', '.join(present)}")
+        self.specs = {s.name: s for s in specs if s.name in present and (not graphs or s.name in graphs)}
+        self._costs: dict[tuple, Cost] = {}
+
+    # --- pieces ---
+    def graph_batches(self, graph: str) -> list[int]:
+        return sorted(set(self.batches) | ({TEXT_BATCH} if graph == "text_encoder" else set()))
+
+    def cost(self, graph: str, batch: int, variant: str = "fp32") -> Cost:
+        key = (graph, batch, variant)
+        if key not in self._costs:
+            entry = self.manifest["graphs"][graph]["variants"][variant]
+            self._costs[key] = graph_cost(verify_file(self.folder, self.manifest, entry["file"]), batch)
+        return self._costs[key]
+
+    def session(self, graph: str, variant: str):
+        """A session with the runtime's own options and providers (as Editor.session makes them)."""
+        import onnxruntime as ort
+
+        entry = self.manifest["graphs"][graph]["variants"][variant]
+        path = verify_file(self.folder, self.manifest, entry["file"])
+        sess = ort.InferenceSession(str(path), self.editor.options, providers=self.editor.providers)
+        name = sess.get_inputs()[0].name
+        return lambda x: sess.run(None, {name: x})[0]
+
+    def torchscript(self, graph: str):
+        import warnings
+
+        path = verify_file(self.folder, self.manifest, self.manifest["graphs"][graph]["variants"]["torchscript"]["file"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu").eval()
+
+    def profile(self, graph: str, batch: int, runs: int = 3, variant: str = "fp32") -> list[tuple]:
+        """onnxruntime's per-op-type profile of one graph (runtime session options, fresh inputs)."""
+        fresh = Editor(self.folder, threads=self.threads)  # its own options: profiling must not leak
+        x = self.specs[graph].sample(batch, self.rng)
+        path = verify_file(self.folder, self.manifest, self.manifest["graphs"][graph]["variants"][variant]["file"])
+        return ort_profile(path, fresh.options, fresh.providers, x, runs)
+
+    def hardware(self) -> tuple[float, float]:
+        n, mb = self.hardware_sizes
+        return matmul_gflops(n), copy_gbs(mb)
+
+    # --- the run ---
+    def run(self) -> BenchResult:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        start = time.perf_counter()
+        try:
+            machine = machine_info(self.threads)
+            samples = [("start", *self.hardware())]
+            self.log(f"[{self.label}] matmul {samples[0][1]:.1f} GFLOP/s, copy {samples[0][2]:.1f} GB/s, "
+                     f"{self.threads} thread(s)")
+            rows, memory = [], []
+            for fam in ("generator", "mapper", "clip"):
+                names = [g for g in self.specs if family(g) == fam]
+                if names:
+                    fam_rows, mem = self.bench_family(fam, names)
+                    rows += fam_rows
+                    memory.append(mem)
+            if self.edits:
+                rows += self.bench_edits()
+            if self.fs3_channels and self.manifest.get("global_directions"):
+                rows.append(self.bench_fs3())
+            profiles = []
+            if self.profile_graphs:
+                for g in self.specs:
+                    for b in sorted({self.batches[0]} | ({TEXT_BATCH} if g == "text_encoder" else set())):
+                        profiles.append((g, b, self.profile(g, b)))
+            samples.append(("end", *self.hardware()))
+            hw = Hardware(max(s[1] for s in samples), max(s[2] for s in samples), samples)
+            for row in rows:
+                if row.cost is not None:
+                    row.floor_s = hw.floor(row.cost)
+            return BenchResult(self.label, str(self.folder), self.threads, self.batches, self.repeats, rows, memory,
+                               hw, machine, time.perf_counter() - start, profiles)
+        finally:
+            torch.set_num_threads(previous)
+
+    def _time(self, candidates: dict, warmup: int = 0) -> dict[str, Stats]:
+        return interleaved(candidates, self.repeats, warmup=warmup, max_seconds=self.max_seconds)
+
+    def bench_family(self, fam: str, names: list[str]) -> tuple[list[Row], Memory]:
+        inputs = {(g, b): self.specs[g].sample(b, self.rng) for g in names for b in self.graph_batches(g)}
+        # Memory: runtime sessions load + warm up; then PyTorch warms up (its weights are already resident).
+        with PeakRSS() as rt_mem:
+            fp32 = {g: self.session(g, "fp32") for g in names}
+            for (g, _), x in inputs.items():
+                for _ in range(max(1, self.warmup)):
+                    fp32[g](x)
+        eager = {}
+        with PeakRSS() as pt_mem, torch.inference_mode():
+            for (g, _), x in inputs.items():
+                module = self.specs[g].module.eval()
+                eager[g] = module
+                xt = torch.from_numpy(x)
+                for _ in range(max(1, self.warmup)):
+                    module(xt)
+        files = {self.manifest["graphs"][g]["variants"]["fp32"]["file"] for g in names}
+        modules = {id(m): m for m in (self._family_module(fam, g) for g in names)}
+        mem = Memory(fam, sum(self.manifest["files"][f]["size"] for f in files) / 2**20, rt_mem.mb,
+                     sum(_module_mb(m) for m in modules.values()), pt_mem.mb)
+        rows = []
+        for g in names:
+            variants = self.manifest["graphs"][g]["variants"]
+            runners = {"fp32": fp32[g]}
+            if "fp16" in variants:
+                runners["fp16"] = self.session(g, "fp16")
+            if "torchscript" in variants:
+                ts = self.torchscript(g)
+                runners["torchscript"] = lambda x, ts=ts: ts(torch.from_numpy(x))
+            for b in self.graph_batches(g):
+                x = inputs[(g, b)]
+                xt = torch.from_numpy(x)
+                with torch.inference_mode():
+                    for name, run in runners.items():  # fp32 warmed up above; TorchScript optimizes on its 2nd-3rd call
+                        for _ in range({"fp32": 0, "torchscript": max(3, self.warmup)}.get(name, self.warmup)):
+                            run(x)
+                    cands = {v: (lambda run=run: run(x)) for v, run in runners.items()}
+                    cands["torch"] = lambda m=eager[g]: m(xt)
+                    stats = self._time(cands)
+                for v in runners:
+                    cost = self.cost(g, b, v) if v != "torchscript" else self.cost(g, b, "fp32")
+                    rows.append(Row("graph", g, b, v, stats[v], stats["torch"], cost))
+                self.log(f"[{self.label}] {g} batch {b}: runtime {stats['fp32'].median * 1e3:.2f} ms, "
+                         f"torch {stats['torch'].median * 1e3:.2f} ms")
+        return rows, mem
+
+    def _family_module(self, fam: str, graph: str) -> torch.nn.Module:
+        if fam == "generator":
+            return self.models.generator
+        if fam == "clip":
+            return self.models.clip.model
+        return self.models.mappers[graph.removeprefix("mapper_")]
+
+    # --- whole edits ---
+    def bench_edits(self) -> list[Row]:
+        ed, gen, clip, m = self.editor, self.models.generator, self.models.clip, self.manifest
+        rows = []
+        styles_torch = lambda w: torch.cat(gen.styles(w), 1)  # noqa: E731
+        gd = None
+        if m.get("global_directions") and "text_encoder" in m["graphs"]:
+            fs3, std = self.models.tables["fs3"], self.models.tables["s_std"]
+            edit = GlobalEdit(*GD_EDIT, beta=None)
+
+            def torch_direction():  # the same numpy math as the runtime, PyTorch text encoder
+                dt = edit_math.text_direction(lambda t: clip.encode_text(t).numpy(), *GD_EDIT, templates=m["templates"])
+                r = edit_math.relevance(fs3, dt)
+                return edit_math.style_direction(r, edit_math.auto_beta(r, edit.min_channels), std, gen.layout)
+
+            gd = (edit, torch_direction)
+        for b in self.batches:
+            wplus = InputSampler(gen).wplus(b, self.rng)
+            wt = torch.from_numpy(wplus)
+            with torch.inference_mode():
+                if gd is not None:
+                    edit, torch_direction = gd
+                    ds = torch_direction()
+                    ed.edit(wplus, edit)  # fills the cache
+                    s_edit = ed.edit_styles(wplus, [edit])
+                    s_t = torch.from_numpy(s_edit)
+
+                    def torch_edit(ds):
+                        s = edit_math.apply_edits(styles_torch(wt).numpy(), [ds], [edit.alpha])
+                        return _to_uint8(gen.synthesis_flat(torch.from_numpy(s)).numpy())
+
+                    stats = self._time({"runtime": lambda: ed.edit(wplus, edit), "torch": lambda: torch_edit(ds),
+                                        "runtime_synthesis": lambda: ed.run("synthesis", s_edit),
+                                        "torch_synthesis": lambda: gen.synthesis_flat(s_t)}, self.warmup)
+                    beyond = stats["runtime"].median - stats["runtime_synthesis"].median
+                    beyond_t = stats["torch"].median - stats["torch_synthesis"].median
+                    rows.append(Row("edit", "GD cached text", b, "fp32", stats["runtime"], stats["torch"],
+                                    self.cost("styles", b) + self.cost("synthesis", b),
+                                    extra={"synthesis_s": stats["runtime_synthesis"].median,
+                                           "beyond_synthesis_pct": 100 * beyond / stats["runtime_synthesis"].median,
+                                           "torch_beyond_synthesis_pct": 100 * beyond_t / stats["torch_synthesis"].median}))
+
+                    def runtime_uncached():
+                        ed.forget_directions()
+                        return ed.edit(wplus, edit)
+
+                    stats = self._time({"runtime": runtime_uncached, "torch": lambda: torch_edit(torch_direction())},
+                                       self.warmup)
+                    rows.append(Row("edit", f"GD uncached text ({TEXT_BATCH} prompts)", b, "fp32",
+                                    stats["runtime"], stats["torch"], self.cost("text_encoder", TEXT_BATCH)
+                                    + self.cost("styles", b) + self.cost("synthesis", b)))
+                for name, info in (m.get("mappers") or {}).items():
+                    mapper, edit = self.models.mappers[name], MapperEdit(name)
+
+                    def torch_mapper(mapper=mapper, k=edit.strength):
+                        w = wt + k * (mapper.edit(wt) - wt)
+                        return _to_uint8(gen.synthesis_flat(styles_torch(w)).numpy())
+
+                    stats = self._time({"runtime": lambda e=edit: ed.edit(wplus, e), "torch": torch_mapper},
+                                       max(1, self.warmup))  # the first call opens the mapper's session
+                    rows.append(Row("edit", f"mapper {name}", b, "fp32", stats["runtime"], stats["torch"],
+                                    self.cost(info["graph"], b) + self.cost("styles", b) + self.cost("synthesis", b)))
+            self.log(f"[{self.label}] edits batch {b} done")
+        return rows
+
+    # --- precompute ---
+    def bench_fs3(self) -> Row:
+        """fs3 precompute (PyTorch only): seconds per channel at a small N, projected to N = 100."""
+        gen, clip, tables = self.models.generator, self.models.clip, self.models.tables
+        n_images = 100 if gen.config.size <= 256 else 4
+        per_image = fs3_seconds_per_image(gen, clip, tables["s_mean"], tables["s_std"], self.fs3_channels, n_images)
+        per_channel = Stats(2 * 100 * per_image, float("nan"), float("nan"), self.fs3_channels)
+        self.log(f"[{self.label}] fs3: {1 / per_channel.median:.3g} channels/s at N=100")
+        return Row("precompute", "fs3 (PyTorch)", 100, "fp32", None, per_channel,
+                   extra={"channels_per_s": 1 / per_channel.median, "measured_n": n_images,
+                          "rows": int(self.manifest["global_directions"]["fs3_rows"])})
+
+
+def fs3_seconds_per_image(gen, clip, mean, std, channels: int = 2, n_images: int = 100, batch: int | None = None,
+                          compile: bool = False) -> float:
+    """Seconds per (generator + CLIP) image of the fs3 precompute, timed over `channels` channel groups after
+    a first, untimed one (one channel per group unless `batch` says otherwise)."""
+    from precompute import global_directions as gd
+
+    if channels < 1:
+        raise ValueError(f"need at least one timed channel, got {channels}")
+    batch = batch or 2 * n_images
+    group = max(1, batch // (2 * n_images))
+    rows = gen.layout.conv_channels
+    shard = (0, max(1, rows // ((channels + 1) * group)))  # the first (channels + 1) groups of rows
+    stamps = []
+    gd.compute_fs3(gen, clip, mean, std, n_images=n_images, shard=shard, batch=batch, progress=False, compile=compile,
+                   on_progress=lambda done: stamps.append((done, time.perf_counter())))
+    (d0, t0), (d1, t1) = stamps[0], stamps[-1]
+    if d1 == d0:
+        raise ValueError("need at least two channel groups to time; raise the channel count")
+    return (t1 - t0) / ((d1 - d0) * 2 * n_images)
+
+
+def bench_bundle(bundle, models: Models | None = None, batches=(1, 8), repeats: int = 20, warmup: int = 2,
+                 threads: int | None = None, **options) -> BenchResult:
+    """Benchmark every graph and whole edit of `bundle` against its PyTorch models (see Bench)."""
+    return Bench(bundle, models, batches, repeats, warmup, threads, **options).run()
+
+
+# --- profiles -----------------------------------------------------------------------------------------------
+def ort_profile(path, options, providers, x: np.ndarray, runs: int = 3) -> list[tuple]:
+    """onnxruntime's own profile of one graph: [(op type, ms per run, share, nodes)], slowest first.
+
+    `options` must be fresh SessionOptions (profiling is switched on in them); one untimed warm-up run."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        sess = ort.InferenceSession(str(path), options, providers=providers)
+        name = sess.get_inputs()[0].name
+        for _ in range(runs + 1):
+            sess.run(None, {name: x})
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    starts = sorted(e["ts"] for e in events if e.get("name") == "model_run")
+    first_timed = starts[1] if len(starts) > 1 else 0
+    by_op: dict[str, list] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= first_timed:
+            acc = by_op.setdefault(e.get("args", {}).get("op_name", "?"), [0.0, set()])
+            acc[0] += e["dur"] / 1e3 / runs
+            acc[1].add(e["name"])
+    total = sum(v[0] for v in by_op.values()) or 1.0
+    return sorted(((op, ms, ms / total, len(nodes)) for op, (ms, nodes) in by_op.items()), key=lambda r: -r[1])
+
+
+def format_profile(graph: str, batch: int, profile: list[tuple], top: int = 12) -> str:
+    total = sum(r[1] for r in profile)
+    lines = [f"{graph} batch {batch}: {total:.2f} ms in kernels per run"]
+    lines += [f"  {op:<28} {ms:9.3f} ms  {share:6.1%}  {nodes:4d} nodes" for op, ms, share, nodes in profile[:top]]
+    return "\n".join(lines)
+
+
+# --- reports ------------------------------------------------------------------------------------------------
+def _ms(s: Stats | None) -> str:
+    if s is None:
+        return "-"
+    if np.isnan(s.p10):
+        return f"{s.median * 1e3:.3g}"
+    return f"{s.median * 1e3:.3g} ({s.p10 * 1e3:.3g}-{s.p90 * 1e3:.3g})"
+
+
+def _num(v: float, fmt: str = ".3g") -> str:
+    return "-" if v is None or not np.isfinite(v) else format(v, fmt)
+
+
+COLUMNS = ("what", "batch", "variant", "runtime ms (p10-p90)", "torch ms (p10-p90)", "torch/rt", "items/s",
+           "GFLOP", "min MB", "floor ms", "rt/floor", "note")
+
+
+def table_rows(result: BenchResult) -> list[tuple]:
+    out = []
+    for r in result.rows:
+        note = ""
+        if "beyond_synthesis_pct" in r.extra:
+            note = (f"beyond synthesis {r.extra['beyond_synthesis_pct']:+.1f}% "
+                    f"(torch {r.extra['torch_beyond_synthesis_pct']:+.1f}%)")
+        elif "channels_per_s" in r.extra:
+            note = (f"{r.extra['channels_per_s']:.3g} channels/s at N=100 (measured at N={r.extra['measured_n']}); "
+                    f"{r.extra['rows']} rows: {r.extra['rows'] / r.extra['channels_per_s'] / 3600:.2g} h")
+        what = r.name if r.section == "graph" else f"{r.section}: {r.name}"
+        cost = r.cost
+        out.append((what, str(r.batch), r.variant, _ms(r.runtime), _ms(r.torch), _num(r.ratio, ".2f"),
+                    _num(r.per_s), _num(cost.flops / 1e9 if cost else None), _num(cost.bytes / 2**20 if cost else None),
+                    _num(r.floor_s * 1e3 if r.floor_s else None), _num(r.vs_floor, ".2f"), note))
+    return out
+
+
+def _summary(result: BenchResult) -> list[str]:
+    m, hw = result.machine, result.hardware
+    return [
+        f"bundle {result.bundle} ({result.label}); {result.threads} thread(s) for both; batches {result.batches}; "
+        f"up to {result.repeats} interleaved repeats per row; {result.seconds:.0f} s",
+        f"machine: {m['cpu']}, {m['usable_cpus']}/{m['cpus']} CPUs usable, {m['memory_gb']} GB, "
+        f"{' '.join(m['simd'])}; load average at start {m['load_average']}",
+        f"versions: python {m['python']}, numpy {m['numpy']}, torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
+        f"onnx {m['onnx']}",
+        "floor inputs (this run): matmul " + ", ".join(f"{w} {g:.1f}" for w, g, _ in hw.samples)
+        + f" GFLOP/s; copy " + ", ".join(f"{w} {b:.1f}" for w, _, b in hw.samples) + " GB/s",
+    ]
+
+
+def _memory_rows(result: BenchResult) -> list[tuple]:
+    return [(x.family, f"{x.runtime_weights_mb:.1f}", f"{x.runtime_peak_mb:.1f}", f"{x.torch_weights_mb:.1f}",
+             f"{x.torch_peak_mb:.1f}") for x in result.memory]
+
+
+MEMORY_COLUMNS = ("family", "runtime files MB", "runtime peak RSS MB", "torch weights MB", "torch peak RSS MB")
+
+
+def _text_table(header, rows) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+
+
+def format_result(result: BenchResult) -> str:
+    parts = _summary(result) + ["", _text_table(COLUMNS, table_rows(result)), "",
+                                _text_table(MEMORY_COLUMNS, _memory_rows(result))]
+    if result.profiles:
+        parts += ["", "onnxruntime profiles (kernel time per run by op type):"]
+        parts += [format_profile(g, b, p) for g, b, p in result.profiles]
+    return "\n".join(parts)
+
+
+def _md_table(header, rows) -> str:
+    esc = lambda c: str(c).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows])
+
+
+def markdown_block(results: list[BenchResult], command: str, chart: str | None) -> str:
+    parts = [f"Command: `{command}`", ""]
+    for res in results:
+        parts += [f"### {res.label}", ""] + [f"- {line}" for line in _summary(res)] + [""]
+        parts += [_md_table(COLUMNS, table_rows(res)), "", _md_table(MEMORY_COLUMNS, _memory_rows(res)), ""]
+        if res.profiles:
+            parts += ["onnxruntime profiles (kernel time per run by op type):", "", "```"]
+            parts += [format_profile(g, b, p) for g, b, p in res.profiles] + ["```", ""]
+    if chart:
+        parts += [f"![torch / runtime and runtime / floor]({chart})", ""]
+    parts += ["torch/rt: PyTorch eager median ÷ runtime median (> 1: the runtime is faster). rt/floor: runtime median "
+              "÷ max(FLOPs / matmul peak, min bytes / copy bandwidth). Spread: p10-p90 of the timed repeats."]
+    return "\n".join(parts)
+
+
+def write_markdown(path, results: list[BenchResult], command: str, key: str) -> tuple[Path, Path]:
+    """Write (or replace) this run's block in `path`, between markers named by `key`; the rest of the file
+    (hand-written notes, other presets' blocks) stays. The chart goes next to it as <stem>_<key>.png."""
+    from runtime.files import atomic_path
+
+    path = Path(path)
+    if path.suffix.lower() != ".md":
+        raise ValueError(f"--out must be a .md file, got {path.name}")
+    key = re.sub(r"[^A-Za-z0-9_-]+", "-", key).strip("-") or "run"
+    chart = path.with_name(f"{path.stem}_{key}.png")
+    draw_chart(results, chart)
+    begin, end = f"<!-- bench:{key}:begin -->", f"<!-- bench:{key}:end -->"
+    block = f"{begin}\n{markdown_block(results, command, chart.name)}\n{end}"
+    text = path.read_text() if path.is_file() else "# Benchmarks\n\nGenerated by `cli.py bench` (DESIGN §9).\n"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + f"\n\n## Run: {key}\n\n{block}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path, chart
+
+
+def draw_chart(results: list[BenchResult], path) -> Path:
+    """Horizontal bars per row: torch / runtime (left) and runtime / floor (right), PIL only."""
+    from PIL import Image, ImageDraw
+
+    from runtime.files import atomic_path
+
+    items = [(f"{res.label}: {r.name if r.section == 'graph' else r.name} b{r.batch}"
+              + ("" if r.variant == "fp32" else f" {r.variant}"), r.ratio, r.vs_floor)
+             for res in results for r in res.rows if r.runtime is not None]
+    bar, gap, label_w, panel_w, top = 12, 4, 330, 300, 34
+    height = top + len(items) * (bar + gap) + 30
+    img = Image.new("RGB", (label_w + 2 * panel_w + 60, height), "white")
+    d = ImageDraw.Draw(img)
+    panels = [("torch / runtime (> 1: runtime faster)", 1, (66, 110, 180)), ("runtime / floor (1 = at the floor)", 2, (220, 130, 40))]
+    for p, (title, idx, color) in enumerate(panels):
+        x0 = label_w + p * (panel_w + 30)
+        values = [v[idx] for v in items if np.isfinite(v[idx]) and v[idx] > 0]
+        vmax = max(values + [1.0]) * 1.1
+        d.text((x0, 4), title, fill="black")
+        for tick in _ticks(vmax):
+            x = x0 + tick / vmax * panel_w
+            d.line([(x, top - 4), (x, height - 24)], fill=(225, 225, 225))
+            d.text((x - 6, height - 20), f"{tick:g}", fill="gray")
+        one = x0 + 1 / vmax * panel_w
+        d.line([(one, top - 4), (one, height - 24)], fill="black")
+        for i, item in enumerate(items):
+            y = top + i * (bar + gap)
+            v = item[idx]
+            if np.isfinite(v) and v > 0:
+                d.rectangle([x0, y, x0 + v / vmax * panel_w, y + bar], fill=color)
+                d.text((x0 + v / vmax * panel_w + 3, y), f"{v:.2f}", fill="black")
+    for i, (label, *_) in enumerate(items):
+        d.text((4, top + i * (bar + gap)), label[:52], fill="black")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return path
+
+
+def _ticks(vmax: float) -> list[float]:
+    step = 10 ** np.floor(np.log10(vmax / 4)) if vmax > 0 else 1
+    for mult in (1, 2, 5, 10):
+        if vmax / (step * mult) <= 6:
+            step *= mult
+            break
+    return [float(t) for t in np.arange(0, vmax, step)]

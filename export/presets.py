@@ -1,0 +1,134 @@
+"""Random-weight models of real size or demo size, written as files a user would export (DESIGN §9).
+
+  ffhq  FFHQ-1024 config-f StyleGAN2 + ViT-B-32 (real weights are not available here; random weights
+        have exactly the real compute, file sizes and numerics paths), fs3 with the official 5376 rows
+  demo  the demo world's architectures (64 px generator, small open_clip at 64 px)
+
+Each preset also gets a latent mapper ("purple hair"), an fs3 table (random unit rows) and S
+statistics, so every graph and every kind of edit exists. `preset_bundle` builds the models and the
+bundle once into a work folder and reuses them while the preset and the export options are unchanged.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from precompute.stylegan2 import GeneratorConfig
+
+from . import __version__
+from .bundle import ExportOptions, Sources, export_bundle
+
+PRESETS = ("demo", "ffhq")
+# The demo world's architectures (precompute/demo): 64 px generator, small open_clip at 64 px.
+DEMO_GENERATOR = GeneratorConfig(64, 128, 4, {4: 128, 8: 128, 16: 128, 32: 64, 64: 32})
+DEMO_CLIP = {"embed_dim": 128,
+             "vision_cfg": {"image_size": 64, "layers": 4, "width": 192, "patch_size": 8, "head_width": 64},
+             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 4}}
+FFHQ_CLIP = "ViT-B-32"
+FFHQ_FS3_ROWS = 5376  # the official table: conv layers up to 128 px
+STAMP = "preset.json"
+
+
+def check_preset(preset: str) -> str:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return preset
+
+
+def preset_definition(preset: str) -> dict:
+    """Everything that decides the preset's models (a change rebuilds them)."""
+    if check_preset(preset) == "ffhq":
+        return {"preset": preset, "generator": GeneratorConfig.rosinality(1024, 512, 8, 2).to_dict(),
+                "clip": FFHQ_CLIP, "fs3_rows": FFHQ_FS3_ROWS, "seed": 0}
+    return {"preset": preset, "generator": DEMO_GENERATOR.to_dict(), "clip": DEMO_CLIP, "fs3_rows": None, "seed": 0}
+
+
+def write_models(work: Path, preset: str) -> Sources:
+    """Random-weight models of `preset` saved under `work` (torch seed 0: the same files every time)."""
+    import open_clip
+
+    from precompute.checkpoints import save_rosinality
+    from precompute.mapper import LatentMapper, MapperConfig, save_mapper
+    from precompute.stylegan2 import Generator
+
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    if check_preset(preset) == "ffhq":
+        gen = Generator(GeneratorConfig.rosinality(1024, 512, 8, 2)).eval()
+        clip, clip_name, rows = open_clip.create_model(FFHQ_CLIP, pretrained=None), FFHQ_CLIP, FFHQ_FS3_ROWS
+    else:
+        gen = Generator(DEMO_GENERATOR).eval()
+        clip, clip_name, rows = open_clip.CLIP(**DEMO_CLIP), None, None
+    gen.mean_latent(4096)
+    save_rosinality(gen, work / "generator.pt")
+    dim, embed = gen.config.style_dim, clip.text_projection.shape[1]
+    save_mapper(LatentMapper(MapperConfig(gen.n_latent, dim, prompt="purple hair")), work / "purple_hair")
+    rng = np.random.default_rng(0)
+    fs3 = rng.standard_normal((rows or gen.layout.conv_channels, embed)).astype(np.float32)
+    np.save(work / "fs3.npy", fs3 / np.linalg.norm(fs3, axis=1, keepdims=True))
+    with torch.no_grad():
+        s = torch.cat(gen.styles(gen.wplus_from_z(torch.randn(2000, dim), 0.7)), 1).numpy()
+    np.savez(work / "s_stats.npz", mean=s.mean(0), std=s.std(0))
+    if clip_name is None:  # a custom config: save it in our format, which records the config
+        from precompute.clip_model import Clip, save_clip
+
+        save_clip(Clip(clip, DEMO_CLIP), work / "clip")
+        clip_file = work / "clip.json"
+    else:
+        torch.save(clip.state_dict(), work / "clip.pt")
+        clip_file = work / "clip.pt"
+    return Sources(work / "generator.pt", clip_file, clip_name, [work / "purple_hair.json"], work / "fs3.npy",
+                   work / "s_stats.npz")
+
+
+def _stamp(preset: str, options: ExportOptions) -> dict:
+    return {"definition": preset_definition(preset), "toolkit": __version__,
+            "options": {"fp16": options.fp16, "torchscript": options.torchscript, "opset": options.opset,
+                        "image_encoder": options.image_encoder}}
+
+
+def reusable(work: Path, preset: str, options: ExportOptions) -> str | None:
+    """None when `work/bundle` was built from this preset with these options and its sources are
+    unchanged; otherwise why not."""
+    from runtime.bundle import BundleError, read_manifest
+
+    from .validate import sources_from_manifest
+
+    work, expected = Path(work), _stamp(preset, options)
+    try:
+        stamp = json.loads((work / STAMP).read_text())
+        manifest = read_manifest(work / "bundle")
+    except (OSError, ValueError) as err:
+        return f"no usable bundle yet ({err})"
+    if stamp != expected:
+        return "the preset or the export options changed"
+    wanted = {"fp32"} | ({"fp16"} if options.fp16 else set()) | ({"torchscript"} if options.torchscript else set())
+    if any(not wanted <= set(g["variants"]) for g in manifest["graphs"].values()):
+        return "the bundle lacks a requested variant"
+    if manifest["producer"].get("toolkit") != __version__ or manifest["producer"].get("opset") != options.opset:
+        return "the bundle was made by another toolkit version or opset"
+    try:
+        sources_from_manifest(manifest)  # every recorded source file present with its sha256
+    except BundleError as err:
+        return str(err)
+    return None
+
+
+def preset_bundle(work, preset: str, options: ExportOptions = ExportOptions(), progress: bool = True,
+                  log=print) -> Path:
+    """`work/bundle` for `preset`: reused when it matches (see `reusable`), else models + export anew."""
+    work = Path(work)
+    why = reusable(work, preset, options)
+    if why is None:
+        log(f"reusing {work / 'bundle'} ({preset} preset)")
+        return work / "bundle"
+    log(f"building the {preset} preset into {work}: {why}")
+    (work / STAMP).unlink(missing_ok=True)
+    src = write_models(work, preset)
+    export_bundle(work / "bundle", src, options, progress=progress)
+    (work / STAMP).write_text(json.dumps(_stamp(preset, options), indent=2) + "\n")
+    return work / "bundle"

@@ -1,0 +1,150 @@
+"""`cli.py bench` machinery on the small random bundle: every row is produced, FLOPs match a hand count.
+
+No timing is asserted anywhere (DESIGN §9: a benchmark is a command, never a timed unit test).
+"""
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from export.bench import TEXT_BATCH, BenchResult, bench_bundle, format_result, graph_cost, interleaved, write_markdown
+from export.bundle import load_sources
+from export.presets import reusable
+from runtime.bundle import read_manifest
+from tests.models import sources
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def result(bundle, models) -> BenchResult:
+    threads = torch.get_num_threads()
+    res = bench_bundle(bundle, load_sources(sources(models)), batches=(1, 2), repeats=2, warmup=1, threads=1,
+                       max_seconds=None, hardware_sizes=(128, 4), fs3_channels=1, profile=True)
+    assert torch.get_num_threads() == threads  # restored
+    return res
+
+
+def test_every_graph_variant_and_batch_has_a_row(result, bundle):
+    manifest = read_manifest(bundle)
+    graph_rows = {(r.name, r.batch, r.variant): r for r in result.rows if r.section == "graph"}
+    for graph, entry in manifest["graphs"].items():
+        batches = {1, 2} | ({TEXT_BATCH} if graph == "text_encoder" else set())
+        for variant in entry["variants"]:
+            for b in batches:
+                row = graph_rows.pop((graph, b, variant))
+                assert row.runtime.median > 0 and row.torch.median > 0 and row.runtime.n == 2
+                assert row.runtime.p10 <= row.runtime.median <= row.runtime.p90
+                assert math.isfinite(row.ratio) and row.ratio > 0 and row.per_s > 0
+                assert row.cost.flops > 0 and row.cost.bytes > 0 and row.floor_s > 0 and row.vs_floor > 0
+    assert not graph_rows  # nothing beyond the bundle's graphs
+
+
+def test_edits_fs3_memory_hardware_and_report(result, tmp_path):
+    edits = {(r.name, r.batch): r for r in result.rows if r.section == "edit"}
+    assert set(edits) == {(name, b) for b in (1, 2) for name in
+                          ("GD cached text", f"GD uncached text ({TEXT_BATCH} prompts)", "mapper purple_hair")}
+    for row in edits.values():
+        assert row.runtime.median > 0 and row.ratio > 0 and row.floor_s > 0
+    assert math.isfinite(edits[("GD cached text", 1)].extra["beyond_synthesis_pct"])
+    (fs3,) = [r for r in result.rows if r.section == "precompute"]
+    assert fs3.extra["channels_per_s"] > 0
+    assert {m.family for m in result.memory} == {"generator", "mapper", "clip"}
+    assert all(m.runtime_weights_mb > 0 and m.torch_weights_mb > 0 and m.runtime_peak_mb >= 0 for m in result.memory)
+    assert result.hardware.matmul_gflops > 0 and result.hardware.bandwidth_gbs > 0 and len(result.hardware.samples) == 2
+    assert result.machine["threads"] == 1 and result.machine["cpu"]
+    assert {(g, b) for g, b, _ in result.profiles} >= {("synthesis", 1), ("text_encoder", TEXT_BATCH)}
+    text = format_result(result)
+    assert "synthesis" in text and "GD cached text" in text and "Conv" in text
+
+    out = tmp_path / "docs" / "benchmarks.md"
+    out.parent.mkdir()
+    out.write_text("# Benchmarks\n\nhand-written notes\n")
+    for _ in range(2):  # the second run replaces its block and keeps the notes
+        md, chart = write_markdown(out, [result], "python cli.py bench", "demo")
+    text = md.read_text()
+    assert text.count("<!-- bench:demo:begin -->") == 1 and "hand-written notes" in text
+    assert "| synthesis | 1 | fp32 |" in text and chart.name in text
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _tiny_model() -> onnx.ModelProto:
+    """x [N,3,8,8] -> Conv 3x3 (4 out, pad 1) -> ConvTranspose 2x2 stride 2 (4 -> 2, groups 2) -> flatten
+    -> MatMul [512, 5] -> Gemm [5 -> 6] -> + Gather(table [100, 6], ids [N]) -> y [N, 6]."""
+    rng = np.random.default_rng(0)
+    init = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n) for n, s in
+            [("w_conv", (4, 3, 3, 3)), ("w_tconv", (4, 1, 2, 2)), ("w_mm", (512, 5)), ("w_gemm", (6, 5)),
+             ("b_gemm", (6,)), ("table", (100, 6))]]
+    init.append(numpy_helper.from_array(np.array([-1, 512], dtype=np.int64), "shape"))
+    nodes = [
+        helper.make_node("Conv", ["x", "w_conv"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("ConvTranspose", ["c", "w_tconv"], ["t"], strides=[2, 2], group=2),
+        helper.make_node("Reshape", ["t", "shape"], ["f"]),
+        helper.make_node("MatMul", ["f", "w_mm"], ["m"]),
+        helper.make_node("Gemm", ["m", "w_gemm", "b_gemm"], ["g"], transB=1),
+        helper.make_node("Gather", ["table", "ids"], ["e"]),
+        helper.make_node("Add", ["g", "e"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8]),
+         helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 6])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_flops_and_bytes_match_a_hand_count(n, tmp_path):
+    model = _tiny_model()
+    onnx.save(model, tmp_path / "tiny.onnx")
+    macs = (n * 4 * 8 * 8 * 3 * 3 * 3      # Conv: every output element sums C_in·k·k products
+            + n * 4 * 8 * 8 * 1 * 2 * 2     # ConvTranspose: every input element feeds (C_out/groups)·k·k outputs
+            + n * 5 * 512                   # MatMul [n,512] x [512,5]
+            + n * 6 * 5)                    # Gemm [n,5] x [5,6]
+    weights = 4 * (4 * 3 * 3 * 3 + 4 * 1 * 2 * 2 + 512 * 5 + 6 * 5 + 6) + 8 * 2 + 4 * 6 * n  # table: gathered rows only
+    io = 4 * n * 3 * 8 * 8 + 8 * n + 4 * n * 6
+    for source in (model, tmp_path / "tiny.onnx"):
+        cost = graph_cost(source, n)
+        assert cost.flops == 2 * macs
+        assert cost.weight_bytes == weights and cost.io_bytes == io
+    assert all(d.dim_param == "batch" for d in model.graph.input[0].type.tensor_type.shape.dim[:1])  # not mutated
+
+
+def test_interleaving_alternates_order():
+    calls = []
+    stats = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=4, warmup=1, pause=0)
+    assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert stats["a"].n == stats["b"].n == 4
+
+
+def test_preset_reuse_needs_a_matching_bundle(tmp_path):
+    from export.bundle import ExportOptions
+
+    assert "no usable bundle" in reusable(tmp_path, "demo", ExportOptions())
+    with pytest.raises(ValueError, match="unknown preset"):
+        reusable(tmp_path, "huge", ExportOptions())
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("batches", ["1,x", "0,4", ""])
+def test_cli_bad_batches_exit_2(batches, tmp_path):
+    res = run_cli("bench", "--bundle", tmp_path, "--batches", batches)
+    assert res.returncode == 2 and "--batches" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_cli_bad_options_exit_2(tmp_path):
+    res = run_cli("bench", "--preset", "demo", "--bundle", tmp_path)
+    assert res.returncode == 2 and "not both" in res.stderr
+    res = run_cli("bench", "--bundle", tmp_path)  # not a bundle: one line, exit 2
+    assert res.returncode == 2 and res.stderr.startswith("error: ") and "Traceback" not in res.stderr
