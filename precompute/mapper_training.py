@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .clip_model import Clip
-from .demo.training import run_training, step_generator
+from .training import run_training, step_generator
 from .mapper import GROUPS, LatentMapper, MapperConfig
 from .styleclip_losses import IdentityNet, clip_loss, identity_loss, text_target
 from .stylegan2 import Generator
@@ -72,6 +72,6 @@ def train_mapper(gen: Generator, clip: Clip, cfg: MapperTrainConfig, workdir, id
     hparams = dict(asdict(cfg), identity=use_id, generator=gen.config.to_dict())
     hparams.pop("checkpoint_every")
     info = run_training(workdir=workdir, hparams=hparams, model=mapper, optimizer=opt, steps=cfg.steps,
-                        step_fn=step_fn, lr_fn=lambda step: cfg.lr, checkpoint_every=cfg.checkpoint_every,
+                        step_fn=step_fn, lr_fn=lambda step, group: cfg.lr, checkpoint_every=cfg.checkpoint_every,
                         stop_at=stop_at, desc=f"mapper {cfg.prompt!r}", progress=progress)
     return mapper.eval(), info
