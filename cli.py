@@ -147,25 +147,28 @@ def parse_floats(text: str, option: str) -> list[float]:
 
 @main.command("train-generator")
 @click.option("--workdir", default="build/train/generator", show_default=True, type=click.Path(file_okay=False),
-              help="Checkpoints; rerunning the command resumes from here.")
-@click.option("--steps", default=5000, show_default=True, type=click.IntRange(1))
+              help="Checkpoints and the cached renders; rerunning the command resumes from here.")
+@click.option("--steps", default=6000, show_default=True, type=click.IntRange(1))
+@click.option("--fit-at", default=3500, show_default=True, type=click.IntRange(1),
+              help="Step at which the mapping is fitted and distillation begins.")
 @click.option("--batch", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True)
-@click.option("--threads", default=0, help="torch threads (0: torch's default).")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2), help="torch threads.")
+@click.option("--stop-at", type=click.IntRange(1), help="Stop after this step (rerun to resume).")
 @click.option("--out", default="artifacts/demo", show_default=True, type=click.Path(file_okay=False),
-              help="Where the finished generator.{safetensors,json} and encoder go.")
-def train_generator(workdir, steps, batch, seed, threads, out):
-    """Train the demo StyleGAN2 on renders (autoencoder + distilled mapping; DESIGN §7)."""
-    import torch
+              help="Where the finished generator.{safetensors,json} goes.")
+def train_generator(workdir, steps, fit_at, batch, seed, threads, stop_at, out):
+    """Train the demo StyleGAN2 on renders (conditional decoder, mapping fit, distillation; DESIGN §7)."""
+    from precompute.demo.train_generator import TrainConfig, finalize, train
 
-    from precompute.demo.train_generator import TrainConfig, Trainer
-
-    if threads:
-        torch.set_num_threads(threads)
-    trainer = Trainer(workdir, TrainConfig(steps=steps, batch=batch, seed=seed))
-    trainer.train()
-    trainer.finalize(out)
-    click.echo(f"trained to step {trainer.step} in {trainer.seconds:.0f} s; wrote {out}/generator.* and encoder.*")
+    model, info = train(workdir, TrainConfig(steps=steps, fit_at=fit_at, batch=batch, seed=seed),
+                        threads=threads, stop_at=stop_at)
+    if info["step"] < steps:
+        click.echo(f"stopped at step {info['step']} of {steps}; rerun the same command to resume")
+        return
+    files = finalize(model, out)
+    click.echo(f"trained to step {info['step']} ({info['seconds']:.0f} s this run, mapping fit R^2 "
+               f"{info['mapping_r2']:.3f}); wrote {files[0]} and {files[1].name}")
 
 
 @main.command()
@@ -183,17 +186,18 @@ def train_generator(workdir, steps, batch, seed, threads, out):
 @click.option("--bundle", type=click.Path(file_okay=False), help="Bundle folder [artifacts/bundles/demo].")
 def edit(prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, sweep, truncation, out, bundle):
     """Edit faces with a sentence and write a PNG grid: original | edited, one row per face."""
-    import numpy as np
-
     from runtime.edit_math import DEFAULT_ALPHA
     from runtime.editor import Editor, GlobalEdit, MapperEdit
+    from runtime.files import load_latents
     from runtime.images import grid, save_png
 
     if not out.lower().endswith(".png"):
         raise click.BadParameter("must end in .png", param_hint="--out")
+    if mapper_name and method != "mapper":
+        raise click.UsageError("--mapper selects a mapper for --method mapper; add --method mapper")
     editor = Editor(Path(bundle) if bundle else DEFAULT_BUNDLE)
     if latents:
-        wplus = editor.check_wplus(np.load(latents, allow_pickle=False))
+        wplus = editor.check_wplus(load_latents(latents))
     else:
         wplus = editor.sample(parse_ints(seeds, "--seed", minimum=0), truncation)
     default = DEFAULT_ALPHA if method == "global" else 1.0
@@ -319,6 +323,276 @@ def import_styleclip_cmd(fs3_path, s_mean_std, trust_pickle, generator, out):
         click.echo(f"wrote {path}")
 
 
+# --- methods A and B on a generator + CLIP (precompute/optimization.py, mapper_training.py; DESIGN §4) ---
+MAPPER_GROUPS = ("coarse", "medium", "fine")  # precompute.mapper.GROUPS, spelled out so --help stays fast
+
+
+def _slug(prompt: str) -> str:
+    """A prompt as a file name; `export` names a mapper after its file, so this is also its bundle name."""
+    import re
+
+    slug = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")
+    if not slug:
+        raise ValueError(f"cannot name files after the prompt {prompt!r}; pass --workdir and --out")
+    return slug
+
+
+def _load_generator_and_clip(generator, clip_path, clip_name):
+    from precompute.checkpoints import load_generator
+    from precompute.clip_model import load_clip
+
+    for path, what, command, option in ((generator, "generator", "train-generator", "--generator"),
+                                        (clip_path, "CLIP", "train-clip", "--clip")):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{what} not found: {path}; make the demo one with `python cli.py {command}` "
+                                    f"or pass {option} <file>")
+    return load_generator(generator), load_clip(clip_name, weights=clip_path)
+
+
+def _model_options(f):
+    for option in reversed([
+        click.option("--generator", default="artifacts/demo/generator.json", show_default=True,
+                     type=click.Path(dir_okay=False), help="StyleGAN2 checkpoint (ours or rosinality .pt)."),
+        click.option("--clip", "clip_path", default="artifacts/demo/clip.json", show_default=True,
+                     type=click.Path(dir_okay=False), help="CLIP weights (ours, open_clip or OpenAI)."),
+        click.option("--clip-name", help="open_clip model name when --clip is a raw weights file, e.g. ViT-B-32."),
+    ]):
+        f = option(f)
+    return f
+
+
+@main.command("train-mapper")
+@click.argument("prompt")
+@_model_options
+@click.option("--steps", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=0.5, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Adam lr (the equalized weights make the effective step ~0.01 of it).")
+@click.option("--clip-weight", default=1.0, show_default=True, type=click.FloatRange(0))
+@click.option("--l2-weight", default=0.8, show_default=True, type=click.FloatRange(0), help="Weight of the latent MSE.")
+@click.option("--truncation", default=0.7, show_default=True, type=click.FloatRange(0, 1),
+              help="Truncation psi of the sampled training latents.")
+@click.option("--disable", multiple=True, type=click.Choice(MAPPER_GROUPS),
+              help="Leave this group of W+ rows unedited (repeatable).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2), help="torch threads.")
+@click.option("--workdir", type=click.Path(file_okay=False),
+              help="Checkpoint; rerunning the same command resumes [build/train/mapper/<prompt slug>].")
+@click.option("--stop-at", type=click.IntRange(1), help="Stop after this step (rerun to resume).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Weights stem: writes OUT.safetensors and OUT.json [artifacts/demo/mappers/<prompt slug>].")
+def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, clip_weight, l2_weight, truncation,
+                     disable, seed, threads, workdir, stop_at, out):
+    """Train a latent mapper for PROMPT (method B, DESIGN §4.B); `export` ships it, named after OUT."""
+    import torch
+
+    from precompute.mapper import save_mapper
+    from precompute.mapper_training import MapperTrainConfig, train_mapper
+
+    if set(disable) >= set(MAPPER_GROUPS):
+        raise click.BadParameter("at least one group must stay enabled", param_hint="--disable")
+    cfg = MapperTrainConfig(prompt, steps=steps, batch=batch, lr=lr, clip_weight=clip_weight, l2_weight=l2_weight,
+                            truncation=truncation, enabled={g: g not in disable for g in MAPPER_GROUPS}, seed=seed)
+    workdir = workdir or f"build/train/mapper/{_slug(prompt)}"
+    out = out or f"artifacts/demo/mappers/{_slug(prompt)}"
+    gen, clip = _load_generator_and_clip(generator, clip_path, clip_name)
+    torch.set_num_threads(threads)
+    mapper, info = train_mapper(gen, clip, cfg, workdir, stop_at=stop_at)
+    terms = zip(("loss", "clip", "l2", "id"), info["history"][-1][1:])  # the order train_mapper logs them in
+    click.echo(f"trained steps {info['resumed_from']} -> {info['step']} in {info['seconds']:.1f} s; final "
+               + ", ".join(f"{k} {v:.4f}" for k, v in terms))
+    if info["step"] < steps:
+        click.echo(f"stopped at step {info['step']} of {steps}; rerun the same command to resume")
+        return
+    for path in save_mapper(mapper, out):
+        click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("prompt")
+@_model_options
+@click.option("--seed", "seeds", default="1,2,3", show_default=True,
+              help="Comma-separated seeds to start from (the same faces as `edit`).")
+@click.option("--latents", type=click.Path(dir_okay=False), help="A .npy of W+ latents [N, n_latent, style_dim] instead of seeds.")
+@click.option("--truncation", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="Truncation psi for seeds.")
+@click.option("--steps", default=300, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=0.1, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--l2", default=0.008, show_default=True, type=click.FloatRange(0), help="Weight of sum((w - w_start)^2).")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2), help="torch threads.")
+@click.option("--save-latents", type=click.Path(dir_okay=False), help="Also write the edited W+ to this .npy.")
+@click.option("--out", default="optimize.png", show_default=True, type=click.Path(dir_okay=False))
+def optimize(prompt, generator, clip_path, clip_name, seeds, latents, truncation, steps, lr, l2, threads, save_latents,
+             out):
+    """Edit faces by optimizing their W+ towards PROMPT (method A, DESIGN §4.A); PNG grid: original | edited."""
+    import numpy as np
+    import torch
+
+    from precompute.optimization import OptimizeConfig, optimize_latents
+    from runtime.edit_math import check_wplus
+    from runtime.editor import Editor
+    from runtime.files import atomic_path, load_latents
+    from runtime.images import grid, save_png
+
+    _require_suffix(out.lower(), ".png", "--out")
+    _require_suffix(save_latents, ".npy", "--save-latents")
+    if not prompt.strip():
+        raise ValueError("the prompt is empty; describe the edit, e.g. 'a face with purple hair'")
+    cfg = OptimizeConfig(steps=steps, lr=lr, l2=l2)
+    seed_list = None if latents else parse_ints(seeds, "--seed", minimum=0)
+    gen, clip = _load_generator_and_clip(generator, clip_path, clip_name)
+    torch.set_num_threads(threads)
+    shape = (gen.n_latent, gen.config.style_dim)
+    if latents:
+        w0 = torch.from_numpy(check_wplus(load_latents(latents), *shape))
+    else:  # z per seed exactly as Editor.sample draws it, so a seed is the same face as in `edit`
+        z = np.stack([np.random.default_rng(s).standard_normal(shape[1], dtype=np.float32) for s in seed_list])
+        with torch.no_grad():
+            w0 = gen.wplus_from_z(torch.from_numpy(z), truncation).contiguous()
+    w, history = optimize_latents(gen, clip, prompt, w0, cfg)
+    seconds, final = history[-1]["seconds"], history[-2]
+    with torch.no_grad():
+        before, after = (Editor.to_uint8(gen(x).numpy()) for x in (w0, w))
+    image = grid([[a, b] for a, b in zip(before, after)], ["original", prompt], scale=max(1, 128 // before.shape[1]))
+    if save_latents:
+        with atomic_path(save_latents) as tmp, open(tmp, "wb") as f:
+            np.save(f, w.numpy(), allow_pickle=False)
+    save_png(image, out)
+    click.echo(f"optimized {len(w)} face(s) for {prompt!r}: {steps} steps in {seconds:.1f} s "
+               f"({seconds / len(w):.2f} s per edit); final " + ", ".join(f"{k} {v:.4f}" for k, v in final.items()))
+    for path in filter(None, (save_latents, out)):
+        click.echo(f"wrote {path}")
+
+
+# --- demo world: attribute classifier and demo CLIP (precompute/demo/classifier.py, train_clip.py) ---
+def _demo_train_options(workdir: str, steps: int, n_train: int, out: str):
+    options = [
+        click.option("--workdir", default=workdir, show_default=True, type=click.Path(file_okay=False),
+                     help="Render cache and checkpoint; rerunning with the same options resumes."),
+        click.option("--steps", default=steps, show_default=True, type=click.IntRange(1)),
+        click.option("--seed", default=0, show_default=True),
+        click.option("--n-train", default=n_train, show_default=True, type=click.IntRange(1), help="Cached renders."),
+        click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(1)),
+        click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2)),
+        click.option("--out", default=out, show_default=True, type=click.Path(dir_okay=False),
+                     help="Weights stem: writes OUT.safetensors and OUT.json once all steps are done."),
+    ]
+
+    def wrap(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return wrap
+
+
+def _echo_demo_training(info: dict, what: str) -> None:
+    from precompute.demo.report import format_report
+    from precompute.demo.training import HELDOUT_SEED
+
+    click.echo(f"trained steps {info['resumed_from']} -> {info['step']} in {info['seconds']:.1f} s")
+    if info.get("metrics"):
+        click.echo(format_report({"n": info["metrics"]["n"], "seed": HELDOUT_SEED, what: info["metrics"]}))
+    for path in info.get("files", ()):
+        click.echo(f"wrote {path}")
+
+
+@main.command("train-classifier")
+@_demo_train_options("build/train/classifier", 400, 20_000, "artifacts/demo/classifier")
+def train_classifier_cmd(workdir, steps, seed, n_train, checkpoint_every, threads, out):
+    """Train the demo attribute classifier (evaluates edits; never in a training loss)."""
+    from precompute.demo.classifier import train_classifier
+
+    _, info = train_classifier(workdir, steps, seed, n_train=n_train, checkpoint_every=checkpoint_every,
+                               threads=threads, out=out)
+    _echo_demo_training(info, "classifier")
+
+
+@main.command("train-clip")
+@_demo_train_options("build/train/clip", 1000, 40_000, "artifacts/demo/clip")
+def train_clip_cmd(workdir, steps, seed, n_train, checkpoint_every, threads, out):
+    """Train the demo CLIP contrastively on cached renders and generated captions."""
+    from precompute.demo.train_clip import train_clip
+
+    _, info = train_clip(workdir, steps, seed, n_train=n_train, checkpoint_every=checkpoint_every,
+                         threads=threads, out=out)
+    _echo_demo_training(info, "clip")
+
+
+@main.command("evaluate-demo")
+@click.option("--classifier", default="artifacts/demo/classifier.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--clip", "clip_path", default="artifacts/demo/clip.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--generator", default="artifacts/demo/generator.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--skip", multiple=True, type=click.Choice(["clip", "generator"]), help="Leave a model out (repeatable).")
+@click.option("-n", "n", default=2000, show_default=True, type=click.IntRange(1), help="Held-out renders.")
+@click.option("--samples", default=1000, show_default=True, type=click.IntRange(1), help="Generator samples.")
+def evaluate_demo_cmd(classifier, clip_path, generator, skip, n, samples):
+    """The demo world's quality bars (classifier and CLIP on held-out renders, generator samples) as
+    tables; exit 1 if a bar is missed."""
+    from precompute.demo.report import evaluate_demo_models, failures, format_report
+
+    report = evaluate_demo_models(classifier, None if "clip" in skip else clip_path,
+                                  None if "generator" in skip else generator, n, samples)
+    click.echo(format_report(report))
+    if failures(report):
+        sys.exit(1)
+
+
+# --- edit quality: methods A, B, C on the demo world (precompute/edit_eval.py, DESIGN §8) --------------
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from None
+
+
+@main.command()
+@click.option("--methods", default="C,B,A", show_default=True, help="Comma-separated: A optimize, B mapper, C global.")
+@click.option("--edits", "edit_names", help="Comma-separated edit names [all: purple hair, blonde hair, smiling, glasses, "
+              "blue eyes, bald, pink background].")
+@click.option("-n", "n", default=200, show_default=True, type=click.IntRange(1), help="Latents per edit.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--truncation", default=0.7, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--alpha", type=float, help="Method C strength for every edit [each edit's own, precompute/demo/edits.py].")
+@click.option("--beta", type=float, help="Method C threshold for every edit [each edit's own].")
+@click.option("--sweep-alphas", help="Method C only: evaluate every alpha x beta of these lists, e.g. 2,4,6.")
+@click.option("--sweep-betas", help="... and these betas, e.g. 0.1,0.15,0.2 (with --sweep-alphas).")
+@click.option("--steps", default=300, show_default=True, type=click.IntRange(1), help="Method A steps.")
+@click.option("--bundle", type=click.Path(file_okay=False), help="Also run B and C through the runtime on this bundle.")
+@click.option("--demo-dir", default=str(DEMO_DIR), show_default=True, type=click.Path(file_okay=False),
+              help="generator, clip, classifier, fs3.npy, s_stats.npz, mappers/.")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2))
+@click.option("--out-dir", default="docs", show_default=True, type=click.Path(file_okay=False),
+              help="Writes edit_quality.md and edits/<edit>.png here (not for sweeps).")
+def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas, sweep_betas, steps, bundle,
+             demo_dir, threads, out_dir):
+    """Edit quality of methods A, B, C (success, preservation, geometry drift, s/edit) as a table and pictures."""
+    import torch
+
+    from precompute import edit_eval as ev
+
+    torch.set_num_threads(threads)
+    chosen = [m.strip().upper() for m in methods.split(",") if m.strip()]
+    if not chosen or set(chosen) - {"A", "B", "C"}:
+        raise click.BadParameter(f"choose from A, B, C, got {methods!r}", param_hint="--methods")
+    edits = ev.find_edits([e.strip() for e in edit_names.split(",")]) if edit_names else list(ev.DEMO_EDITS)
+    world = ev.DemoWorld.load(demo_dir, need_global="C" in chosen or sweep_alphas, need_mappers="B" in chosen)
+    if sweep_alphas or sweep_betas:
+        if not (sweep_alphas and sweep_betas):
+            raise click.UsageError("--sweep-alphas and --sweep-betas go together")
+        rows = ev.sweep_global(world, edits, _floats(sweep_alphas, "--sweep-alphas"),
+                               _floats(sweep_betas, "--sweep-betas"), n, seed, truncation)
+        click.echo(ev.format_table(rows))
+        return
+    default = None if alpha is None and beta is None else (
+        ev.edit_math.DEFAULT_ALPHA if alpha is None else alpha, ev.edit_math.DEFAULT_BETA if beta is None else beta)
+    rows, pictures = ev.evaluate_edits(world.gen, world.classifier, edits, world.methods(chosen, default, steps, bundle),
+                                       n, seed, truncation)
+    click.echo(ev.format_table(rows))
+    context = (f"`python cli.py evaluate --methods {','.join(chosen)} -n {n} --seed {seed} --truncation {truncation}"
+               f"{' --bundle ' + str(bundle) if bundle else ''}`: {n} latents per edit (seed {seed}, truncation {truncation}).")
+    for path in ev.write_report(out_dir, rows, pictures, context):
+        click.echo(f"wrote {path}")
+
+
 # --- benchmarks: runtime vs PyTorch eager, and the floor (export/bench.py, DESIGN §9) ----------------
 @main.command()
 @click.option("--preset", type=click.Choice(["demo", "ffhq", "both"]),
@@ -368,16 +642,13 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, profil
         click.echo(f"wrote {md} and {chart}")
 
 
-DEMO_EDITS = ("a face with purple hair", "a face with blonde hair", "a smiling face", "a face with glasses",
-              "a face with blue eyes", "a bald face")
-
-
 @main.command()
 @click.option("--out", default="demo.png", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--seed", "seeds", default="1,2,3,4", show_default=True)
 @click.pass_context
 def demo(ctx, out, seeds):
     """The main job: build the demo bundle if missing (export + validate), then a grid of text edits."""
+    from precompute.demo.edits import DEMO_EDITS
     from runtime.editor import Editor, GlobalEdit
     from runtime.images import grid, save_png
 
@@ -387,9 +658,8 @@ def demo(ctx, out, seeds):
         ctx.invoke(validate)
     editor = Editor(DEFAULT_BUNDLE)
     wplus = editor.sample(parse_ints(seeds, "--seed", minimum=0))
-    rows = editor.comparison(wplus, [[GlobalEdit(p, beta=None)] for p in DEMO_EDITS])
-    titles = ["original"] + [p.replace("a face with ", "").replace("a ", "") for p in DEMO_EDITS]
-    save_png(grid(rows, titles, scale=2), out)
+    rows = editor.comparison(wplus, [[GlobalEdit(e.target, e.neutral, e.alpha, e.beta)] for e in DEMO_EDITS])
+    save_png(grid(rows, ["original"] + [e.name for e in DEMO_EDITS], scale=2), out)
     click.echo(f"wrote {out}: {len(rows)} faces x {len(DEMO_EDITS)} global-direction edits")
 
 if __name__ == "__main__":

@@ -203,6 +203,17 @@ def _build(model_cfg: dict) -> torch.nn.Module:
         raise ValueError(f"invalid open_clip model config ({type(err).__name__}: {err})") from None
 
 
+def new_clip(config: dict, *, preprocess: str = "normalized", seed: int | None = None) -> Clip:
+    """A randomly initialized model of a custom `config` (see resolve_config), e.g. the demo CLIP to train.
+
+    Clip freezes its model; a training loop unfreezes `clip.model` (train(), requires_grad_(True)) itself.
+    """
+    name, model_cfg, pp = resolve_config(config=config)
+    if seed is not None:
+        torch.manual_seed(seed)
+    return Clip(_build(model_cfg), model_cfg, name=name, preprocess_cfg=pp, preprocess=preprocess)
+
+
 def _is_torchscript(path: Path) -> bool:
     # torch's own test: TorchScript zips hold constants.pkl, torch.save zips do not.
     if not zipfile.is_zipfile(path):
@@ -307,8 +318,13 @@ def load_clip(name: str | None = None, weights=None, config: dict | None = None,
     return Clip(model.to(device), model_cfg, name=name, preprocess_cfg=pp, preprocess=preprocess)
 
 
-def save_clip(clip: Clip, path) -> tuple[Path, Path]:
-    """Our format: everything load_clip needs (architecture, preprocessing, context length) is recorded."""
+def save_clip(clip: Clip, path, dtype: torch.dtype | None = None, extra: dict | None = None) -> tuple[Path, Path]:
+    """Our format: everything load_clip needs (architecture, preprocessing, context length) is recorded.
+
+    `dtype=torch.float16` stores the floating-point weights in half precision (half the file; the demo
+    CLIP's 49,408-row token embedding dominates it); loading copies them into the fp32 model. `extra`
+    (e.g. training settings, metrics) is recorded in the JSON for people; loading ignores it.
+    """
     config = {
         "name": clip.name,
         "model_cfg": clip.model_cfg,
@@ -318,4 +334,12 @@ def save_clip(clip: Clip, path) -> tuple[Path, Path]:
         "image_size": clip.image_size,
         "embed_dim": clip.embed_dim,
     }
-    return save_model(path, KIND, config, clip.model.state_dict())
+    state = clip.model.state_dict()
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        config["weights_dtype"] = str(dtype).removeprefix("torch.")
+    for key, value in (extra or {}).items():
+        if key in config:
+            raise ValueError(f"extra key {key!r} would overwrite the model record")
+        config[key] = value
+    return save_model(path, KIND, config, state)

@@ -16,8 +16,14 @@ from .files import sha256_file
 FORMAT = "styleclip-edge-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-# Graph names; mappers add one `mapper_<name>` graph each.
+# Graphs every bundle has (read_manifest requires them); mappers add one `mapper_<name>` graph each.
 CORE_GRAPHS = ("mapping", "styles", "synthesis", "synthesis_wplus", "text_encoder")
+# What the runtime reads from each manifest section (runtime/editor.py): section -> required keys.
+REQUIRED = {
+    "files": (), "graphs": (), "tables": ("latent_avg",), "defaults": ("truncation",),
+    "generator": ("layout", "n_latent", "style_dim"), "clip": ("context_length", "tokenizer"),
+}
+REEXPORT = "re-export the bundle with `python cli.py export`"
 
 
 class BundleError(ValueError):
@@ -27,8 +33,10 @@ class BundleError(ValueError):
 def read_manifest(folder) -> dict:
     folder = Path(folder)
     path = folder / MANIFEST
+    if not folder.is_dir():
+        raise BundleError(f"bundle folder {folder} does not exist (build one with `python cli.py export` or `make demo`)")
     if not path.is_file():
-        raise BundleError(f"{folder} is not a bundle: {MANIFEST} is missing (build one with `cli.py export`)")
+        raise BundleError(f"{folder} is not a bundle: {MANIFEST} is missing (build one with `python cli.py export`)")
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -41,10 +49,39 @@ def read_manifest(folder) -> dict:
             f"{path} has bundle format version {version}; this runtime reads version {FORMAT_VERSION}. "
             "Re-export the bundle with a matching toolkit."
         )
-    for key in ("files", "graphs", "generator"):
-        if not isinstance(manifest.get(key), dict):
-            raise BundleError(f"{path} lacks its '{key}' section; re-export the bundle")
+    problem = _structure_problem(manifest)
+    if problem:
+        raise BundleError(f"{path} is incomplete: {problem}; {REEXPORT}")
     return manifest
+
+
+def _structure_problem(m: dict) -> str | None:
+    """The first thing the runtime needs that the manifest lacks, or None."""
+    for section, keys in REQUIRED.items():
+        if not isinstance(m.get(section), dict):
+            return f"it lacks its '{section}' section"
+        if missing := [k for k in keys if k not in m[section]]:
+            return f"its '{section}' section lacks {', '.join(repr(k) for k in missing)}"
+    if not isinstance(m["clip"]["tokenizer"], dict) or "file" not in m["clip"]["tokenizer"]:
+        return "its 'clip' section lacks the tokenizer 'file'"
+    if not isinstance(m.get("templates"), list) or not m["templates"] or not all(isinstance(t, str) for t in m["templates"]):
+        return "it lacks its 'templates' section (a non-empty list of prompt templates)"
+    for rel, entry in m["files"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("size"), int) or not isinstance(entry.get("sha256"), str):
+            return f"its file entry {rel!r} lacks 'size' or 'sha256'"
+    if missing := [g for g in CORE_GRAPHS if g not in m["graphs"]]:
+        return f"it lacks the graph(s) {', '.join(missing)}"
+    for name, entry in m["graphs"].items():
+        variants = entry.get("variants") if isinstance(entry, dict) else None
+        fp32 = variants.get("fp32") if isinstance(variants, dict) else None
+        if not isinstance(fp32, dict) or "file" not in fp32:
+            return f"graph {name!r} lacks its fp32 variant file"
+    for name, info in (m.get("mappers") or {}).items():
+        if not isinstance(info, dict) or "prompt" not in info or info.get("graph") not in m["graphs"]:
+            return f"mapper {name!r} lacks its 'prompt' or its graph"
+    if m.get("global_directions") and not {"fs3", "s_std"} <= set(m["tables"]):
+        return "it lists global directions but lacks the 'fs3' or 's_std' table"
+    return None
 
 
 def verify_file(folder, manifest: dict, rel: str) -> Path:

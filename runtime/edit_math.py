@@ -151,6 +151,18 @@ def check_range(name: str, value: float, bounds: tuple[float, float]) -> float:
     return float(value)
 
 
+def check_wplus(wplus, n_latent: int, style_dim: int) -> np.ndarray:
+    """W+ latents as float32 [N, n_latent, style_dim] (one [n_latent, style_dim] latent is accepted)."""
+    wplus = np.asarray(wplus, dtype=np.float32)
+    if wplus.ndim == 2 and wplus.shape == (n_latent, style_dim):
+        wplus = wplus[None]
+    if wplus.ndim != 3 or wplus.shape[1:] != (n_latent, style_dim) or len(wplus) == 0:
+        raise ValueError(f"latents must be W+ of shape [N, {n_latent}, {style_dim}], got {list(wplus.shape)}")
+    if not np.isfinite(wplus).all():
+        raise ValueError("latents contain NaN or infinite values")
+    return wplus
+
+
 def style_direction(r: np.ndarray, beta: float, std: np.ndarray, layout: StyleSpaceLayout) -> np.ndarray:
     """Flat Δs [layout.total] for relevance `r` (rows in layout.conv_index() order, possibly fewer)."""
     check_range("beta", beta, BETA_RANGE)

@@ -25,7 +25,18 @@ from .tokenizer import ClipTokenizer
 PROVIDERS = {"cpu": ["CPUExecutionProvider"],
              "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
              "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
+PRECISIONS = ("fp32", "fp16")  # ONNX variants; a graph exported without fp16 runs its fp32 variant
 MAX_BATCH = 64  # rendering is chunked so memory stays bounded for any input size
+
+
+def _frozen(value):
+    """`value` with its numpy arrays (also inside a tuple) made read-only, so cached results cannot be altered."""
+    if isinstance(value, np.ndarray):
+        value.setflags(write=False)
+    elif isinstance(value, tuple):
+        for v in value:
+            _frozen(v)
+    return value
 
 
 @dataclass(frozen=True)
@@ -52,10 +63,12 @@ class Editor:
                  precision: str = "fp32"):
         import onnxruntime as ort
 
-        self.folder = Path(bundle)
-        self.manifest = read_manifest(self.folder)
         if device not in PROVIDERS:
             raise ValueError(f"device must be one of {sorted(PROVIDERS)}, got {device!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        self.folder = Path(bundle)
+        self.manifest = read_manifest(self.folder)
         available = set(ort.get_available_providers())
         if PROVIDERS[device][0] not in available:
             raise ValueError(f"device {device!r} needs {PROVIDERS[device][0]}, which this onnxruntime lacks "
@@ -76,9 +89,9 @@ class Editor:
         self.n_latent, self.style_dim = gen["n_latent"], gen["style_dim"]
         clip = self.manifest["clip"]
         self.tokenizer = ClipTokenizer(verify_file(self.folder, self.manifest, clip["tokenizer"]["file"]), clip["context_length"])
-        self.latent_avg = self.table("latent_avg")
+        self.latent_avg = _frozen(self.table("latent_avg"))
         self._sessions: dict[str, object] = {}
-        self._cache: dict[tuple, object] = {}  # text directions, Δs and tables
+        self._cache: dict[tuple, object] = {}  # text directions, Δs and tables; arrays read-only
         self._lock = threading.Lock()
 
     # --- bundle access ---------------------------------------------------------------------------
@@ -128,14 +141,7 @@ class Editor:
         return np.ascontiguousarray(np.repeat(w[:, None, :], self.n_latent, axis=1))
 
     def check_wplus(self, wplus) -> np.ndarray:
-        wplus = np.asarray(wplus, dtype=np.float32)
-        if wplus.ndim == 2 and wplus.shape == (self.n_latent, self.style_dim):
-            wplus = wplus[None]
-        if wplus.ndim != 3 or wplus.shape[1:] != (self.n_latent, self.style_dim) or len(wplus) == 0:
-            raise ValueError(f"latents must be W+ of shape [N, {self.n_latent}, {self.style_dim}], got {list(wplus.shape)}")
-        if not np.isfinite(wplus).all():
-            raise ValueError("latents contain NaN or infinite values")
-        return wplus
+        return edit_math.check_wplus(wplus, self.n_latent, self.style_dim)
 
     def styles(self, wplus) -> np.ndarray:
         return self._chunked("styles", self.check_wplus(wplus))
@@ -181,11 +187,15 @@ class Editor:
             self._cache = {k: v for k, v in self._cache.items() if k[0] == "table"}
 
     def _memo(self, key: tuple, compute):
-        """Thread-safe cache: concurrent misses may compute twice, but all callers get equal values."""
+        """Thread-safe cache: concurrent misses may compute twice, but all callers get equal values.
+
+        Cached arrays are read-only: callers share them, so writing into one raises instead of
+        corrupting later edits (copy first to modify).
+        """
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-        value = compute()
+        value = _frozen(compute())
         with self._lock:
             return self._cache.setdefault(key, value)
 

@@ -137,11 +137,15 @@ def _broken(bundle, tmp_path, change):
     ("beta", ["a smiling face", "--beta", "0.99"], "no style channel reaches beta=0.99.*use beta <="),
     ("beta range", ["a smiling face", "--beta", "-1"], "beta must be"),
     ("seed", ["a smiling face", "--seed", "x"], "comma-separated integers"),
+    ("mapper name", ["purple hair", "--method", "mapper", "--mapper", "bogus"], "unknown mapper 'bogus'; this bundle has: purple_hair"),
+    ("mapper without method", ["purple hair", "--mapper", "purple_hair"], "add --method mapper"),
+    ("sweep value", ["a smiling face", "--sweep", "-4,x,4"], "expected comma-separated numbers, got '-4,x,4'"),
+    ("sweep range", ["a smiling face", "--sweep", "0,50"], r"alpha must be a number in \[-10.0, 10.0\], got 50"),
 ])
 def test_cli_rejects_bad_input(bundle, tmp_path, case, args, message):
     res, out = run_edit(bundle, tmp_path, *args)
     assert res.returncode == 2, (case, res.stdout, res.stderr)
-    assert "Traceback" not in res.stderr
+    assert "Traceback" not in res.stderr and "error:" in res.stderr.lower()
     import re
     assert re.search(message, res.stderr), (case, res.stderr)
     assert not out.exists()
@@ -149,12 +153,13 @@ def test_cli_rejects_bad_input(bundle, tmp_path, case, args, message):
 
 @pytest.mark.parametrize("content,message", [
     (np.full((1, 8, 64), np.nan, np.float32), "NaN or infinite"),
+    (np.concatenate([np.zeros((1, 8, 64), np.float32), np.full((1, 8, 64), -np.inf, np.float32)]), "NaN or infinite"),
     (np.zeros((2, 5, 64), np.float32), r"W\+ of shape \[N, 8, 64\]"),
 ])
 def test_cli_rejects_bad_latents(bundle, tmp_path, content, message):
     np.save(tmp_path / "w.npy", content)
     res, out = run_edit(bundle, tmp_path, "a smiling face", "--latents", str(tmp_path / "w.npy"))
-    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "error:" in res.stderr
     import re
     assert re.search(message, res.stderr), res.stderr
     assert not out.exists()
@@ -178,3 +183,149 @@ def test_cli_rejects_damaged_bundles(bundle, tmp_path):
         res, out = run_edit(work, tmp_path, "a smiling face")
         assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
         assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "pickled"])
+def test_cli_rejects_unreadable_latents_file(bundle, tmp_path, kind):
+    path = tmp_path / "w.npy"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        np.save(path, np.zeros((2, 8, 64), np.float32))
+        path.write_bytes(path.read_bytes()[:300])
+    else:
+        np.save(path, np.array([{"w": 1}], dtype=object), allow_pickle=True)
+    res, out = run_edit(bundle, tmp_path, "a smiling face", "--latents", str(path))
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert f"error: {path} is not a valid .npy of W+ latents [N, n_latent, style_dim]" in res.stderr
+    assert not out.exists()
+
+
+def test_cli_rejects_missing_bundle_folder(tmp_path):
+    res, out = run_edit(tmp_path / "no-such-bundle", tmp_path, "a smiling face")
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "error: bundle folder" in res.stderr and "does not exist" in res.stderr and "cli.py export" in res.stderr
+    assert not out.exists()
+
+
+def _drop(*keys):
+    """Manifest edit that deletes manifest[k0][k1]...; the key "<first>" stands for a dict's first key."""
+    def change(m):
+        d = m
+        for k in keys[:-1]:
+            d = d[next(iter(d)) if k == "<first>" else k]
+        del d[keys[-1]]
+    return change
+
+
+@pytest.mark.parametrize("change,missing", [
+    (_drop("clip"), "lacks its 'clip' section"),
+    (_drop("templates"), "lacks its 'templates' section"),
+    (_drop("defaults"), "lacks its 'defaults' section"),
+    (_drop("tables"), "lacks its 'tables' section"),
+    (_drop("defaults", "truncation"), "'defaults' section lacks 'truncation'"),
+    (_drop("tables", "latent_avg"), "'tables' section lacks 'latent_avg'"),
+    (_drop("generator", "layout"), "'generator' section lacks 'layout'"),
+    (_drop("clip", "tokenizer", "file"), "lacks the tokenizer 'file'"),
+    (_drop("graphs", "text_encoder"), "lacks the graph.* text_encoder"),
+    (_drop("files", "<first>", "size"), "file entry .* lacks 'size' or 'sha256'"),
+    (_drop("files", "<first>", "sha256"), "file entry .* lacks 'size' or 'sha256'"),
+])
+def test_incomplete_manifest_is_a_bundle_error(bundle, tmp_path, change, missing):
+    from runtime.bundle import BundleError, read_manifest
+
+    def edit_manifest(work):
+        m = json.loads((work / "manifest.json").read_text())
+        change(m)
+        (work / "manifest.json").write_text(json.dumps(m))
+
+    work = _broken(bundle, tmp_path, edit_manifest)
+    assert issubclass(BundleError, ValueError)
+    for load in (read_manifest, Editor):
+        with pytest.raises(BundleError, match=f"is incomplete: .*{missing}.*re-export the bundle with `python cli.py export`"):
+            load(work)
+
+
+def test_cached_arrays_are_read_only(bundle):
+    ed = Editor(bundle)
+    e = GlobalEdit("a face with a beard", alpha=3.0, beta=None)
+    dt, (ds, beta, kept) = ed.text_direction(e.target, e.neutral), ed.global_direction(e)
+    for cached in (dt, ds, ed.latent_avg, ed._memo(("table", "fs3"), lambda: None)):
+        assert not cached.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            cached[..., 0] = 1.0
+        with pytest.raises(ValueError, match="read-only"):
+            cached += 1.0
+    assert ed.text_direction(e.target, e.neutral) is dt and ed.global_direction(e)[0] is ds
+    w = ed.sample([2, 9])
+    first = ed.edit(w, e)
+    np.testing.assert_array_equal(ed.edit(w, e), first)  # edits never write into the cached Δs
+    np.testing.assert_array_equal(Editor(bundle).edit(w, e), first)
+    assert ed.edit_styles(w, [e]).flags.writeable  # results are the caller's own arrays
+
+
+def test_cache_entries_are_distinct_and_match_fresh_editor(bundle):
+    ed = Editor(bundle)
+    base = GlobalEdit("a face with red lips", beta=0.05)
+    variants = [base, GlobalEdit(base.target, "a person", beta=0.05), GlobalEdit(base.target, beta=0.1),
+                GlobalEdit(base.target, beta=None, min_channels=10), GlobalEdit(base.target, beta=None, min_channels=40)]
+    results = [ed.global_direction(v) for v in variants]
+    assert len({k for k in ed._cache if k[0] == "ds"}) == len(variants)
+    assert len({k for k in ed._cache if k[0] == "dt"}) == 2  # one per (target, neutral)
+    for i in range(len(results)):
+        for j in range(i + 1, len(results)):
+            assert not np.array_equal(results[i][0], results[j][0]), (variants[i], variants[j])
+    assert results[3][2] < results[4][2]  # auto-beta keeps at least min_channels
+    fresh = Editor(bundle)
+    for v, (ds, beta, kept) in zip(variants, results):
+        ds2, beta2, kept2 = fresh._direction(v)  # uncached computation
+        np.testing.assert_array_equal(ds, ds2)
+        assert (beta, kept) == (beta2, kept2)
+
+
+def test_forget_directions_recomputes(bundle, monkeypatch):
+    ed = Editor(bundle)
+    calls = []
+    real = ed.encode_text
+    monkeypatch.setattr(ed, "encode_text", lambda texts: calls.append(len(texts)) or real(texts))
+    e = GlobalEdit("a bald face", beta=None)
+    dt, ds = ed.text_direction(e.target), ed.global_direction(e)[0]
+    assert calls == [158]
+    fs3 = ed._cache[("table", "fs3")]
+    ed.forget_directions()
+    dt2, ds2 = ed.text_direction(e.target), ed.global_direction(e)[0]
+    assert calls == [158, 158] and dt2 is not dt and ds2 is not ds
+    np.testing.assert_array_equal(dt2, dt)
+    np.testing.assert_array_equal(ds2, ds)
+    assert ed._cache[("table", "fs3")] is fs3  # loaded tables stay
+
+
+def test_device_without_provider_is_a_clear_error(bundle, monkeypatch):
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    for device, provider in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
+        with pytest.raises(ValueError, match=f"device '{device}' needs {provider}, which this onnxruntime lacks "
+                                             r"\(available: CPUExecutionProvider\); install onnxruntime-gpu or use device='cpu'"):
+            Editor(bundle, device=device)  # raised by the constructor, before any session is opened
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"device": "gpu"}, r"device must be one of \['cpu', 'cuda', 'tensorrt'\], got 'gpu'"),
+    ({"device": "CPU"}, "device must be one of"),
+    ({"precision": "fp8"}, r"precision must be one of \['fp32', 'fp16'\], got 'fp8'"),
+    ({"precision": "int8"}, "precision must be one of"),
+    ({"optimization": "max"}, "optimization must be one of"),
+])
+def test_bad_editor_options_are_rejected(bundle, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Editor(bundle, **kwargs)
+
+
+def test_session_options_are_applied(bundle):
+    import onnxruntime
+
+    ed = Editor(bundle, threads=1, optimization="basic", precision="fp16")
+    assert ed.providers == ["CPUExecutionProvider"] and ed.options.intra_op_num_threads == 1
+    assert ed.options.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert ed.session("mapping")._model_path.endswith("mapping.fp16.onnx")

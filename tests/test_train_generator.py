@@ -1,9 +1,13 @@
-"""Demo generator training: the structured code, a few real steps, and resuming after a stop."""
+"""Demo generator training: the structured code, a few real steps of every stage, and resuming after a stop."""
 import numpy as np
+import pytest
 import torch
 
 from precompute.demo.render import ATTRIBUTES, GEOMETRY
-from precompute.demo.train_generator import Trainer, TrainConfig, face_to_z, z_to_face
+from precompute.demo.train_generator import DemoTraining, TrainConfig, face_code, face_to_z, fit_mapping, train, z_to_face
+from precompute.stylegan2 import GeneratorConfig
+
+TINY = GeneratorConfig(64, 32, 2, {4: 16, 8: 16, 16: 16, 32: 8, 64: 8})
 
 
 def test_structured_code_round_trip():
@@ -25,25 +29,41 @@ def test_prior_codes_give_the_renderers_prior():
     assert np.all(np.abs(np.quantile(geometry, [0.25, 0.5, 0.75], axis=0).T - [0.25, 0.5, 0.75]) < 0.02)
 
 
-def small(workdir, steps):
-    return Trainer(workdir, TrainConfig(steps=steps, batch=4, n_train=32, distill_from=1, checkpoint_every=2,
-                                        map_fit_steps=3))
+def test_face_code_is_one_hot_plus_geometry():
+    attrs = torch.tensor([[0] * len(ATTRIBUTES), [len(v) - 1 for v in ATTRIBUTES.values()]])
+    code = face_code(attrs, torch.tensor([[0.0] * len(GEOMETRY), [1.0] * len(GEOMETRY)]))
+    n_onehot = sum(len(v) for v in ATTRIBUTES.values())
+    assert code.shape == (2, n_onehot + len(GEOMETRY))
+    assert code[:, :n_onehot].sum(1).tolist() == [len(ATTRIBUTES)] * 2
+    assert code[0, n_onehot:].tolist() == [-1.0] * len(GEOMETRY) and code[1, n_onehot:].tolist() == [1.0] * len(GEOMETRY)
 
 
-def test_training_steps_and_resume(tmp_path):
-    full = small(tmp_path / "full", 4)
-    before = [p.detach().clone() for p in full.gen.parameters()]
-    full.train(progress=False)
-    assert full.step == 4 and all(np.isfinite(list(h.values())).all() for h in full.history)
-    assert "distill" in full.history[-1]  # the distillation term joined after warm-up
-    assert full.mapping_fit is not None and any("mapping_r2" in h for h in full.history)
-    assert any(not torch.equal(a, b) for a, b in zip(before, full.gen.parameters()))
+def test_mapping_fit_learns_the_conditional_codes():
+    torch.manual_seed(0)
+    model = DemoTraining(GeneratorConfig(64, 64, 4, {4: 8, 8: 8, 16: 8, 32: 8, 64: 8}))
+    with torch.no_grad():  # a spread like a trained decoder's
+        for p in model.cond[-1].parameters():
+            p.mul_(10)
+    before = fit_mapping(model, TrainConfig(map_fit_steps=1), progress=False)
+    after = fit_mapping(model, TrainConfig(map_fit_steps=400), progress=False)
+    assert before < 0.2 and after > before + 0.3, (before, after)
 
-    first = small(tmp_path / "resumed", 2)
-    first.train(progress=False)
-    resumed = small(tmp_path / "resumed", 4)  # a new process would start exactly like this
-    assert resumed.step == 2
-    resumed.train(progress=False)
-    assert resumed.history == full.history
-    for a, b in zip(resumed.gen.parameters(), full.gen.parameters()):
+
+def small(steps):
+    return TrainConfig(steps=steps, fit_at=2, batch=4, n_train=16, checkpoint_every=1, map_fit_steps=3)
+
+
+def test_training_stages_and_resume(tmp_path):
+    model, info = train(tmp_path / "full", small(4), TINY, progress=False)
+    assert info["step"] == 4 and [h[2] for h in info["history"]] == [1.0, 1.0, 3.0, 3.0]  # stage per step
+    assert np.isfinite(info["mapping_r2"])
+
+    _, first = train(tmp_path / "resumed", small(4), TINY, stop_at=3, progress=False)  # stops after the fit
+    assert first["step"] == 3
+    resumed, info2 = train(tmp_path / "resumed", small(4), TINY, progress=False)  # as a new process would
+    assert info2["resumed_from"] == 3 and info2["history"] == info["history"]
+    for a, b in zip(resumed.parameters(), model.parameters()):
         torch.testing.assert_close(a, b)
+
+    with pytest.raises(ValueError, match="other settings"):
+        train(tmp_path / "resumed", small(5), TINY, progress=False)

@@ -1,0 +1,53 @@
+"""The demo world's named edits: text, the attribute value each should set, method C's setting.
+
+Torch-free, so `cli.py demo` (runtime only) and the evaluation harness share one table.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .render import ATTRIBUTES
+
+
+def slugify(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+@dataclass(frozen=True)
+class EditSpec:
+    name: str
+    target: str
+    attribute: str
+    value: str
+    neutral: str = "a face"
+    alpha: float = 4.1  # method C (global directions): strength ...
+    beta: float = 0.15  # ... and threshold, chosen with `cli.py evaluate --sweep-alphas ... --sweep-betas ...`
+
+    def __post_init__(self):
+        if self.value not in ATTRIBUTES.get(self.attribute, ()):
+            raise ValueError(f"{self.attribute}={self.value} is not an attribute value of the demo world")
+
+    @property
+    def slug(self) -> str:
+        return slugify(self.name)
+
+
+# The edits issue 4 names; the texts are the demo CLIP's zero-shot phrasings.
+DEMO_EDITS = (
+    EditSpec("purple hair", "a face with purple hair", "hair_color", "purple"),
+    EditSpec("blonde hair", "a face with blonde hair", "hair_color", "blonde"),
+    EditSpec("smiling", "a smiling face", "expression", "smiling"),
+    EditSpec("glasses", "a face with glasses", "glasses", "yes"),
+    EditSpec("blue eyes", "a face with blue eyes", "eye_color", "blue"),
+    EditSpec("bald", "a bald face", "hair_style", "bald"),
+    EditSpec("pink background", "a face on a pink background", "background", "pink"),
+)
+
+
+def find_edits(names) -> list[EditSpec]:
+    by_name = {e.name: e for e in DEMO_EDITS} | {e.slug: e for e in DEMO_EDITS}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown edit(s) {unknown}; choose from: {', '.join(e.name for e in DEMO_EDITS)}")
+    return [by_name[n] for n in names]

@@ -1,0 +1,296 @@
+"""Edit quality (DESIGN §8): one harness for methods A, B and C, through PyTorch and through the runtime.
+
+For an edit (target text, the attribute value it should set) over N sampled latents, the demo
+classifier — never used in any training loss — reads every image before and after:
+success = share of the images without the target value that have it after the edit; preservation =
+share of the other attributes unchanged; geometry drift = mean |change| of the regressed geometry (in
+units of each value's range); plus seconds per edited image.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from runtime import edit_math
+from runtime.images import grid, save_png
+
+from .demo.classifier import AttributeClassifier, predict
+from .demo.edits import DEMO_EDITS, EditSpec, find_edits, slugify  # noqa: F401  (re-exported)
+from .demo.render import ATTRIBUTE_NAMES, ATTRIBUTES
+
+
+# --- methods: W+ [N, n_latent, D] -> edited images (uint8 [N, H, W, 3]) ------------------------------------
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+class GlobalDirections:
+    """Method C in PyTorch, with the runtime's edit math (one source of truth)."""
+
+    label = "C global"
+
+    def __init__(self, gen, clip, fs3: np.ndarray, std: np.ndarray, default: tuple[float, float] | None = None,
+                 text_directions: dict | None = None):
+        self.gen, self.clip, self.fs3, self.std, self.default = gen, clip, fs3, std, default
+        self.text_directions = {} if text_directions is None else text_directions  # shareable cache
+
+    def setting(self, spec: EditSpec) -> tuple[float, float]:
+        """`default` when given (sweeps, --alpha/--beta), else the edit's own (alpha, beta)."""
+        return self.default or (spec.alpha, spec.beta)
+
+    def describe(self, spec: EditSpec) -> str:
+        alpha, beta = self.setting(spec)
+        return f"alpha {alpha:g}, beta {beta:g}"
+
+    def available(self, spec: EditSpec) -> bool:
+        try:
+            self.direction(spec, self.setting(spec)[1])
+            return True
+        except edit_math.NoChannelError:  # beta above every channel's relevance (sweeps)
+            return False
+
+    def direction(self, spec: EditSpec, beta: float) -> np.ndarray:
+        key = (spec.target, spec.neutral)
+        if key not in self.text_directions:
+            encode = lambda texts: self.clip.encode_text(texts).numpy()  # noqa: E731
+            self.text_directions[key] = edit_math.text_direction(encode, spec.target, spec.neutral)
+        r = edit_math.relevance(self.fs3, self.text_directions[key])
+        return edit_math.style_direction(r, beta, self.std, self.gen.layout)
+
+    @torch.no_grad()
+    def __call__(self, wplus: torch.Tensor, spec: EditSpec) -> np.ndarray:
+        alpha, beta = self.setting(spec)
+        ds = self.direction(spec, beta)
+        s = torch.cat(self.gen.styles(wplus), 1).numpy()
+        edited = edit_math.apply_edits(s, [ds], [alpha])
+        return to_uint8(self.gen.synthesis_flat(torch.from_numpy(edited)))
+
+
+class Mappers:
+    """Method B in PyTorch: the mapper trained for the edit's text, if any."""
+
+    label = "B mapper"
+
+    def __init__(self, gen, mappers: dict):
+        self.gen, self.mappers = gen, {m.config.prompt.strip().lower(): m for m in mappers.values()}
+
+    def available(self, spec: EditSpec) -> bool:
+        return spec.target.lower() in self.mappers
+
+    def describe(self, spec: EditSpec) -> str:
+        return "strength 1"
+
+    @torch.no_grad()
+    def __call__(self, wplus: torch.Tensor, spec: EditSpec) -> np.ndarray:
+        return to_uint8(self.gen(self.mappers[spec.target.lower()].edit(wplus)))
+
+
+class Optimization:
+    """Method A: latent optimization per image (batched; every latent follows its own path)."""
+
+    label = "A optimize"
+
+    def __init__(self, gen, clip, cfg):
+        self.gen, self.clip, self.cfg = gen, clip, cfg
+
+    def available(self, spec: EditSpec) -> bool:
+        return True
+
+    def describe(self, spec: EditSpec) -> str:
+        return f"{self.cfg.steps} steps, lr {self.cfg.lr:g}, l2 {self.cfg.l2:g}"
+
+    def __call__(self, wplus: torch.Tensor, spec: EditSpec) -> np.ndarray:
+        from .optimization import optimize_latents
+
+        w, _ = optimize_latents(self.gen, self.clip, spec.target, wplus, self.cfg, progress=False)
+        with torch.no_grad():
+            return to_uint8(self.gen(w))
+
+
+class RuntimeMethod:
+    """Methods B and C through the runtime (a bundle, onnxruntime): what apps embedding it get."""
+
+    def __init__(self, editor, kind: str, default: tuple[float, float] | None = None):
+        self.editor, self.kind, self.default = editor, kind, default
+        self.label = f"{'C global' if kind == 'global' else 'B mapper'} (runtime)"
+
+    def _edit(self, spec: EditSpec):
+        from runtime.editor import GlobalEdit, MapperEdit
+
+        if self.kind == "mapper":
+            return MapperEdit(self.editor.mapper_for(spec.target))
+        alpha, beta = self.default or (spec.alpha, spec.beta)
+        return GlobalEdit(spec.target, spec.neutral, alpha, beta)
+
+    def available(self, spec: EditSpec) -> bool:
+        if self.kind == "global":
+            return self.editor.has_global_directions
+        try:
+            self.editor.mapper_for(spec.target)
+            return True
+        except ValueError:
+            return False
+
+    def describe(self, spec: EditSpec) -> str:
+        edit = self._edit(spec)
+        return f"alpha {edit.alpha:g}, beta {edit.beta:g}" if self.kind == "global" else "strength 1"
+
+    def __call__(self, wplus: torch.Tensor, spec: EditSpec) -> np.ndarray:
+        return self.editor.edit(wplus.numpy(), self._edit(spec))
+
+
+# --- the demo world's models ------------------------------------------------------------------------------
+@dataclass
+class DemoWorld:
+    gen: object
+    clip: object
+    classifier: AttributeClassifier
+    fs3: np.ndarray | None
+    std: np.ndarray | None
+    mappers: dict
+
+    @classmethod
+    def load(cls, demo_dir, need_global: bool = True, need_mappers: bool = True) -> "DemoWorld":
+        from .checkpoints import load_generator
+        from .clip_model import load_clip
+        from .demo.classifier import load_classifier
+        from .global_directions import import_official_fs3, load_style_statistics
+        from .mapper import load_mapper
+
+        d = Path(demo_dir)
+        for name, how in (("generator.json", "train-generator"), ("clip.json", "train-clip"),
+                          ("classifier.json", "train-classifier")):
+            if not (d / name).is_file():
+                raise FileNotFoundError(f"{d / name} is missing; make it with `python cli.py {how}`")
+        gen = load_generator(d / "generator.json").eval()
+        fs3 = std = None
+        if need_global:
+            fs3 = import_official_fs3(d / "fs3.npy", gen.layout)
+            std = load_style_statistics(d / "s_stats.npz", gen.layout)[1]
+        mappers = {}
+        if need_mappers:
+            mappers = {p.stem: load_mapper(p) for p in sorted((d / "mappers").glob("*.json"))}
+        return cls(gen, load_clip(weights=d / "clip.json"), load_classifier(d / "classifier.json"), fs3, std, mappers)
+
+    def methods(self, letters, default: tuple[float, float] | None, steps: int, bundle=None) -> list:
+        """Methods by letter; C uses `default` (alpha, beta) for every edit, or each edit's own when None."""
+        from .optimization import OptimizeConfig
+
+        made = {"C": lambda: GlobalDirections(self.gen, self.clip, self.fs3, self.std, default),
+                "B": lambda: Mappers(self.gen, self.mappers),
+                "A": lambda: Optimization(self.gen, self.clip, OptimizeConfig(steps=steps))}
+        methods = [made[k]() for k in letters]
+        if bundle is not None:
+            from runtime.editor import Editor
+
+            editor = Editor(bundle)
+            methods += [RuntimeMethod(editor, kind, default)
+                        for kind, k in (("global", "C"), ("mapper", "B")) if k in letters]
+        return methods
+
+
+def sweep_global(world: DemoWorld, edits, alphas, betas, n: int, seed: int, psi: float) -> list[dict]:
+    """Method C's table for every (alpha, beta): how the demo edits' settings were chosen."""
+    cache: dict = {}
+    methods = [GlobalDirections(world.gen, world.clip, world.fs3, world.std, (a, b), cache)
+               for b in betas for a in alphas]
+    return evaluate_edits(world.gen, world.classifier, edits, methods, n, seed, psi, examples=0)[0]
+
+
+# --- scoring --------------------------------------------------------------------------------------------
+def read_faces(classifier: AttributeClassifier, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Classifier's (attribute value indices [N, n_attr], geometry [N, n_geom] in [0, 1])."""
+    probs, geometry = predict(classifier, images)
+    return np.stack([probs[name].argmax(1).numpy() for name in ATTRIBUTE_NAMES], 1), geometry.numpy()
+
+
+def score(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray], spec: EditSpec) -> dict:
+    (a0, g0), (a1, g1) = before, after
+    k = ATTRIBUTE_NAMES.index(spec.attribute)
+    target = ATTRIBUTES[spec.attribute].index(spec.value)
+    eligible = a0[:, k] != target
+    others = [i for i in range(len(ATTRIBUTE_NAMES)) if i != k]
+    return {"n": int(len(a0)), "eligible": int(eligible.sum()),
+            "success": float((a1[eligible, k] == target).mean()) if eligible.any() else float("nan"),
+            "preservation": float((a1[:, others] == a0[:, others]).mean()),
+            "drift": float(np.abs(g1 - g0).mean())}
+
+
+def sample_wplus(gen, n: int, seed: int, psi: float) -> torch.Tensor:
+    """W+ of n latents: z from numpy's generator (seed), mapped and truncated."""
+    z = torch.from_numpy(np.random.default_rng(seed).standard_normal((n, gen.config.style_dim), dtype=np.float32))
+    with torch.no_grad():
+        return gen.wplus_from_z(z, psi)
+
+
+def evaluate_edits(gen, classifier, edits, methods, n: int = 200, seed: int = 0, psi: float = 0.7, batch: int = 100,
+                   examples: int = 6, progress: bool = True) -> tuple[list[dict], dict[str, list[list[np.ndarray]]]]:
+    """Rows of the quality table (one per edit and available method) and, per edit, example grid rows
+    (original, then each method's result)."""
+    from tqdm.auto import tqdm
+
+    wplus = sample_wplus(gen, n, seed, psi)
+    with torch.no_grad():
+        originals = np.concatenate([to_uint8(gen(wplus[i:i + batch])) for i in range(0, n, batch)])
+    before = read_faces(classifier, originals)
+    rows, pictures = [], {}
+    jobs = [(spec, m) for spec in edits for m in methods if m.available(spec)]
+    bar = tqdm(jobs, desc="evaluate edits", disable=not progress)
+    for spec, method in bar:
+        bar.set_postfix_str(f"{spec.name} / {method.label}")
+        start = time.perf_counter()
+        edited = np.concatenate([method(wplus[i:i + batch], spec) for i in range(0, n, batch)])
+        seconds = (time.perf_counter() - start) / n
+        rows.append({"edit": spec.name, "method": method.label, "setting": method.describe(spec),
+                     **score(before, read_faces(classifier, edited), spec), "seconds": seconds})
+        shown = pictures.setdefault(spec.name, [[originals[i]] for i in range(min(examples, n))])
+        for i, row in enumerate(shown):
+            row.append(edited[i])
+    return rows, pictures
+
+
+# --- reports --------------------------------------------------------------------------------------------
+BARS = {"C global": (0.85, 0.95), "B mapper": (0.95, 0.95), "A optimize": (0.95, 0.90)}  # success, preservation
+
+
+def meets_bar(row: dict) -> bool | None:
+    bar = BARS.get(row["method"].removesuffix(" (runtime)"))
+    return None if bar is None else row["success"] >= bar[0] and row["preservation"] >= bar[1]
+
+
+def format_table(rows: list[dict], markdown: bool = False) -> str:
+    head = ["edit", "method", "setting", "success", "preservation", "geometry drift", "s/edit", "bar"]
+    body = [[r["edit"], r["method"], r["setting"], f"{r['success']:.3f}", f"{r['preservation']:.3f}",
+             f"{r['drift']:.4f}", f"{r['seconds']:.4f}", {True: "met", False: "MISSED", None: "-"}[meets_bar(r)]]
+            for r in rows]
+    if markdown:
+        return "\n".join("| " + " | ".join(cells) + " |" for cells in [head, ["---"] * len(head), *body])
+    widths = [max(len(c[i]) for c in [head, *body]) for i in range(len(head))]
+    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, body)])
+
+
+def write_report(out_dir, rows: list[dict], pictures: dict, context: str) -> list[Path]:
+    """`out_dir/edit_quality.md` (the table) and `out_dir/edits/<edit>.png` (original | each method)."""
+    out_dir = Path(out_dir)
+    written = []
+    for name, grid_rows in pictures.items():
+        labels = ["original"] + [r["method"] for r in rows if r["edit"] == name]
+        written.append(save_png(grid(grid_rows, labels, scale=3), out_dir / "edits" / f"{slugify(name)}.png"))
+    from runtime.files import atomic_path
+
+    text = ["# Edit quality on the demo world", "", context, "",
+            "success: share of the images without the target value that have it after the edit; preservation: "
+            "share of the other six attributes unchanged; geometry drift: mean |change| of the seven regressed "
+            "geometry values (each in [0, 1]); s/edit: wall seconds per edited image on this machine. Bars (issue 4): "
+            "C success >= 0.85 at preservation >= 0.95, B >= 0.95 / 0.95, A >= 0.95 / 0.90.", "",
+            format_table(rows, markdown=True), "",
+            "Examples: one row per latent; columns: the original, then each method as labelled.", ""]
+    text += [f"**{name}**\n\n![{name}](edits/{slugify(name)}.png)\n" for name in pictures]
+    with atomic_path(out_dir / "edit_quality.md") as tmp:
+        tmp.write_text("\n".join(text) + "\n")
+    return [out_dir / "edit_quality.md", *written]

@@ -1,0 +1,97 @@
+"""Edit-quality harness (DESIGN §8): scoring by hand, and every method end to end on tiny random models."""
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli import main
+from precompute import edit_eval as ev
+from precompute.checkpoints import save_generator
+from precompute.clip_model import Clip, save_clip
+from precompute.demo.classifier import ClassifierConfig, build, save_classifier
+from precompute.demo.render import ATTRIBUTE_NAMES, ATTRIBUTES, GEOMETRY
+from precompute.mapper import LatentMapper, MapperConfig, save_mapper
+from precompute.stylegan2 import GeneratorConfig
+from tests.conftest import make_generator
+from tests.models import CLIP_CONFIG
+from tests.test_clip import tiny_model
+
+GEN64 = GeneratorConfig(64, 32, 2, {4: 16, 8: 16, 16: 8, 32: 8, 64: 8})
+TINY_CLASSIFIER = ClassifierConfig(convs=((8, 2), (8, 2), (8, 2), (8, 2)), hidden=16)
+
+
+def test_score_by_hand():
+    hair = ATTRIBUTE_NAMES.index("hair_color")
+    purple = ATTRIBUTES["hair_color"].index("purple")
+    before = np.zeros((4, len(ATTRIBUTE_NAMES)), np.int64)
+    before[3, hair] = purple  # already purple: not eligible
+    after = before.copy()
+    after[[0, 1], hair] = purple  # 2 of the 3 eligible succeed
+    after[1, ATTRIBUTE_NAMES.index("glasses")] = 1  # one other attribute of 4 x 6 changes
+    g0 = np.zeros((4, len(GEOMETRY)), np.float32)
+    g1 = g0 + 0.1
+    row = ev.score((before, g0), (after, g1), ev.find_edits(["purple hair"])[0])
+    assert row["eligible"] == 3
+    assert row["success"] == pytest.approx(2 / 3)
+    assert row["preservation"] == pytest.approx(1 - 1 / 24)
+    assert row["drift"] == pytest.approx(0.1)
+
+
+def test_unknown_edit_and_value_are_rejected():
+    with pytest.raises(ValueError, match="unknown edit"):
+        ev.find_edits(["green hair"])
+    with pytest.raises(ValueError, match="not an attribute value"):
+        ev.EditSpec("x", "a face with teal hair", "hair_color", "teal")
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    """A demo-world folder of tiny random models (64 px, the classifier's input size)."""
+    d = tmp_path_factory.mktemp("demo")
+    gen = make_generator(GEN64)
+    save_generator(gen, d / "generator")
+    save_clip(Clip(tiny_model(vision_cfg=CLIP_CONFIG["vision_cfg"]), CLIP_CONFIG), d / "clip")
+    save_classifier(build(TINY_CLASSIFIER, seed=0), d / "classifier")
+    torch.manual_seed(0)
+    save_mapper(LatentMapper(MapperConfig(gen.n_latent, GEN64.style_dim, prompt="a face with purple hair")),
+                d / "mappers" / "purple_hair")
+    rng = np.random.default_rng(0)
+    fs3 = rng.standard_normal((gen.layout.conv_channels, CLIP_CONFIG["embed_dim"])).astype(np.float32)
+    np.save(d / "fs3.npy", fs3 / np.linalg.norm(fs3, axis=1, keepdims=True))
+    with torch.no_grad():
+        s = torch.cat(gen.styles(gen.wplus_from_z(torch.randn(256, GEN64.style_dim), 0.7)), 1).numpy()
+    np.savez(d / "s_stats.npz", mean=s.mean(0), std=s.std(0))
+    return d
+
+
+def test_every_method_is_scored_and_pictured(demo_dir, tmp_path):
+    world = ev.DemoWorld.load(demo_dir)
+    methods = world.methods(["C", "B", "A"], (4.0, 0.05), steps=2)
+    edits = ev.find_edits(["purple hair", "smiling"])
+    rows, pictures = ev.evaluate_edits(world.gen, world.classifier, edits, methods, n=5, examples=3, progress=False)
+    # B only where a mapper was trained for the text.
+    assert [(r["edit"], r["method"]) for r in rows] == [("purple hair", "C global"), ("purple hair", "B mapper"),
+                                                        ("purple hair", "A optimize"), ("smiling", "C global"),
+                                                        ("smiling", "A optimize")]
+    for r in rows:
+        assert 0 <= r["preservation"] <= 1 and r["drift"] >= 0 and r["seconds"] > 0
+    assert [len(row) for row in pictures["purple hair"]] == [4, 4, 4] and pictures["smiling"][0][0].shape == (64, 64, 3)
+    # Method C really edits: the edited images differ from the originals.
+    assert not np.array_equal(pictures["smiling"][0][0], pictures["smiling"][0][1])
+    files = ev.write_report(tmp_path, rows, pictures, "context")
+    assert (tmp_path / "edits" / "purple_hair.png").is_file() and "| purple hair | B mapper |" in files[0].read_text()
+
+
+def test_cli_evaluate_and_sweep(demo_dir, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "docs"
+    result = runner.invoke(main, ["evaluate", "--methods", "C,B", "--edits", "purple hair", "-n", "3", "--threads", "1",
+                                  "--demo-dir", str(demo_dir), "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "C global" in result.output and (out / "edit_quality.md").is_file()
+    result = runner.invoke(main, ["evaluate", "--edits", "smiling", "-n", "3", "--demo-dir", str(demo_dir),
+                                  "--sweep-alphas", "2,4", "--sweep-betas", "0.05,0.99", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("beta 0.05") == 2 and "beta 0.99" not in result.output  # 0.99 keeps no channel: skipped
+    result = runner.invoke(main, ["evaluate", "--demo-dir", str(tmp_path / "nothing"), "-n", "2"])
+    assert result.exit_code == 2 and "error:" in result.output and "train-generator" in result.output
