@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo install clean
+.PHONY: test demo demo-world install clean
 
 install: $(STAMP)
 
@@ -18,6 +18,21 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) cli.py demo
+
+# Rebuild every shipped demo model from scratch (seeded; each step resumes when rerun). ~2 h on 2 cores.
+DEMO := artifacts/demo
+MAPPER_PROMPTS := "a face with purple hair" "a smiling face" "a face with glasses"
+demo-world: $(STAMP)
+	$(PY) cli.py train-classifier
+	$(PY) cli.py train-clip
+	$(PY) cli.py train-generator
+	$(PY) cli.py evaluate-demo
+	$(PY) cli.py sample-demo
+	$(PY) cli.py s-stats --generator $(DEMO)/generator.json --out $(DEMO)/s_stats.npz
+	$(PY) cli.py fs3 --generator $(DEMO)/generator.json --clip $(DEMO)/clip.json --s-stats $(DEMO)/s_stats.npz \
+		--workdir build/fs3-demo --out $(DEMO)/fs3.npy
+	for p in $(MAPPER_PROMPTS); do $(PY) cli.py train-mapper "$$p" || exit 1; done
+	$(PY) cli.py evaluate
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -148,8 +148,8 @@ def parse_floats(text: str, option: str) -> list[float]:
 @main.command("train-generator")
 @click.option("--workdir", default="build/train/generator", show_default=True, type=click.Path(file_okay=False),
               help="Checkpoints and the cached renders; rerunning the command resumes from here.")
-@click.option("--steps", default=6000, show_default=True, type=click.IntRange(1))
-@click.option("--fit-at", default=3500, show_default=True, type=click.IntRange(1),
+@click.option("--steps", default=7000, show_default=True, type=click.IntRange(1))
+@click.option("--fit-at", default=4000, show_default=True, type=click.IntRange(1),
               help="Step at which the mapping is fitted and distillation begins.")
 @click.option("--batch", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True)
@@ -515,6 +515,25 @@ def train_clip_cmd(workdir, steps, seed, n_train, checkpoint_every, threads, out
     _, info = train_clip(workdir, steps, seed, n_train=n_train, checkpoint_every=checkpoint_every,
                          threads=threads, out=out)
     _echo_demo_training(info, "clip")
+
+
+@main.command("sample-demo")
+@click.option("--generator", default="artifacts/demo/generator.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("-n", "n", default=32, show_default=True, type=click.IntRange(1, 256))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--truncation", default=1.0, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--out", default="docs/demo_samples.png", show_default=True, type=click.Path(dir_okay=False))
+def sample_demo(generator, n, seed, truncation, out):
+    """Contact sheet of demo generator samples, each row above the renders of the faces intended by z."""
+    from precompute.checkpoints import load_generator
+    from precompute.demo.train_generator import contact_sheet
+    from runtime.images import save_png
+
+    _require_suffix(out, ".png", "--out")
+    if not Path(generator).is_file():
+        raise FileNotFoundError(f"generator not found: {generator}; train it with `python cli.py train-generator`")
+    save_png(contact_sheet(load_generator(generator), n, seed, truncation), out)
+    click.echo(f"wrote {out}: {n} samples (seed {seed}, truncation {truncation}), intended renders below each row")
 
 
 @main.command("evaluate-demo")

@@ -18,15 +18,16 @@ import torch
 
 from precompute.stylegan2 import GeneratorConfig
 
+from precompute.demo.train_clip import DEMO_CLIP_CONFIG
+from precompute.demo.train_generator import DEMO_CONFIG
+
 from . import __version__
 from .bundle import ExportOptions, Sources, export_bundle
 
 PRESETS = ("demo", "ffhq")
 # The demo world's architectures (precompute/demo): 64 px generator, small open_clip at 64 px.
-DEMO_GENERATOR = GeneratorConfig(64, 128, 4, {4: 128, 8: 128, 16: 128, 32: 64, 64: 32})
-DEMO_CLIP = {"embed_dim": 128,
-             "vision_cfg": {"image_size": 64, "layers": 4, "width": 192, "patch_size": 8, "head_width": 64},
-             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 4}}
+DEMO_GENERATOR = DEMO_CONFIG
+DEMO_CLIP = DEMO_CLIP_CONFIG
 FFHQ_CLIP = "ViT-B-32"
 FFHQ_FS3_ROWS = 5376  # the official table: conv layers up to 128 px
 STAMP = "preset.json"

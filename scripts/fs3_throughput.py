@@ -26,15 +26,7 @@ from precompute import global_directions as gd  # noqa: E402
 from precompute.clip_model import Clip, new_clip  # noqa: E402
 from precompute.stylegan2 import Generator, GeneratorConfig  # noqa: E402
 
-DEMO_GEN = GeneratorConfig(64, 128, 4, {4: 128, 8: 128, 16: 128, 32: 64, 64: 32})
-try:
-    from precompute.demo.train_clip import DEMO_CLIP_CONFIG
-except ImportError:  # the demo module is optional here; this is its architecture
-    DEMO_CLIP_CONFIG = {
-        "embed_dim": 128,
-        "vision_cfg": {"image_size": 64, "layers": 4, "width": 192, "patch_size": 8, "head_width": 64},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 4},
-    }
+from export.presets import DEMO_CLIP as DEMO_CLIP_CONFIG, DEMO_GENERATOR as DEMO_GEN  # noqa: E402
 
 
 def random_generator(config: GeneratorConfig) -> Generator:

@@ -204,3 +204,30 @@ def test_shipped_clip(shipped_clip, heldout):
     torch.testing.assert_close(image[:6], torch.tensor(CLIP_IMAGE_FIRST), atol=1e-5, rtol=0)
     result = T.zero_shot_eval(shipped_clip, heldout[0], heldout[1])
     assert result["mean"] >= CLIP_ZERO_SHOT_BAR - 0.03
+
+
+# --- the shipped generator --------------------------------------------------------------------------
+GENERATOR_PIXEL_SUM = 8136939  # uint8 pixel sum of sample_images(gen, 4, seed=0) from the shipped file
+
+
+@pytest.fixture(scope="module")
+def shipped_generator():
+    from precompute.checkpoints import load_generator
+
+    return load_generator(DEMO / "generator.json")
+
+
+def test_shipped_generator(shipped_generator, shipped_classifier):
+    from precompute.demo.report import evaluate_generator
+    from precompute.demo.train_generator import DEMO_CONFIG, sample_images
+
+    assert shipped_generator.config == DEMO_CONFIG
+    images, _ = sample_images(shipped_generator, 4, seed=0)
+    assert int(images.astype(np.int64).sum()) == pytest.approx(GENERATOR_PIXEL_SUM, abs=4 * 64 * 64 * 3 * 0.5)
+    result = evaluate_generator(shipped_generator, shipped_classifier, n=100)
+    # A regression guard on what this generator learned (1000 samples: 0.96-0.998); it still misses the
+    # issue's bars on hair colour, expression and eye colour (`cli.py evaluate-demo`).
+    for name in ("hair_style", "glasses", "skin_tone", "background"):
+        assert result["intended"][name] >= 0.9, (name, result["intended"])
+    total = sum(p.stat().st_size for p in DEMO.rglob("*") if p.is_file())
+    assert total <= 40_000_000  # issue 3: everything shipped for the demo world

@@ -1,5 +1,6 @@
 """StyleCLIP methods A (latent optimization) and B (mapper training) on small models."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,8 +11,14 @@ from precompute.mapper_training import MapperTrainConfig, train_mapper
 from precompute.optimization import OptimizeConfig, lr_at, optimize_latents
 
 
-@pytest.fixture(scope="module")
-def gen_clip(models):
+DEMO = Path(__file__).resolve().parents[1] / "artifacts" / "demo"
+
+
+@pytest.fixture(scope="module", params=["random", "demo"])
+def gen_clip(models, request):
+    """Small random models, and the shipped demo world (issue 4: losses fall on the demo models)."""
+    if request.param == "demo":
+        return load_generator(DEMO / "generator.json"), load_clip(weights=DEMO / "clip.json")
     return load_generator(models["generator"]), load_clip(weights=models["clip"])
 
 
@@ -25,7 +32,8 @@ def test_lr_schedule_at_known_steps():
 
 def test_optimization_lowers_the_clip_loss(gen_clip):
     gen, clip = gen_clip
-    w0 = gen.wplus_from_z(torch.randn(3, 64, generator=torch.Generator().manual_seed(0)), 0.7).detach()
+    z = torch.randn(3, gen.config.style_dim, generator=torch.Generator().manual_seed(0))
+    w0 = gen.wplus_from_z(z, 0.7).detach()
     w, history = optimize_latents(gen, clip, "a face with purple hair", w0, OptimizeConfig(steps=40), progress=False)
     assert w.shape == w0.shape and not torch.equal(w, w0)
     first, last = history[0], history[-2]
@@ -52,7 +60,7 @@ def test_mapper_training_respects_disabled_groups(gen_clip, tmp_path):
     gen, clip = gen_clip
     cfg = MapperTrainConfig("a smiling face", steps=3, batch=2, enabled={"coarse": True, "medium": True, "fine": False})
     mapper, _ = train_mapper(gen, clip, cfg, tmp_path, progress=False)
-    w = gen.wplus_from_z(torch.randn(2, 64), 0.7)
+    w = gen.wplus_from_z(torch.randn(2, gen.config.style_dim), 0.7)
     a, b = mapper.config.split
     with torch.no_grad():
         assert torch.count_nonzero(mapper(w)[:, b:]) == 0

@@ -67,3 +67,22 @@ def test_training_stages_and_resume(tmp_path):
 
     with pytest.raises(ValueError, match="other settings"):
         train(tmp_path / "resumed", small(5), TINY, progress=False)
+
+
+def test_contact_sheet_pairs_samples_with_their_intended_renders(tmp_path):
+    from click.testing import CliRunner
+
+    from cli import main
+    from precompute.checkpoints import save_generator
+    from precompute.demo.train_generator import contact_sheet
+    from tests.conftest import make_generator
+
+    gen = make_generator(TINY)
+    sheet = contact_sheet(gen, n=6, seed=0, columns=3)
+    assert sheet.size == (3 * (128 + 4) + 4, 4 * (128 + 4) + 4)  # 2 sample rows + 2 render rows, scale 2
+    save_generator(gen, tmp_path / "g")
+    runner = CliRunner()
+    res = runner.invoke(main, ["sample-demo", "--generator", str(tmp_path / "g.json"), "-n", "4", "--out", str(tmp_path / "s.png")])
+    assert res.exit_code == 0 and (tmp_path / "s.png").is_file(), res.output
+    res = runner.invoke(main, ["sample-demo", "--generator", str(tmp_path / "none.json"), "--out", str(tmp_path / "t.png")])
+    assert res.exit_code == 2 and "train-generator" in res.output and not (tmp_path / "t.png").exists()
