@@ -81,6 +81,8 @@ class Editor:
         self.options = ort.SessionOptions()
         self.options.graph_optimization_level = levels[optimization]
         self.options.log_severity_level = 3
+        # No pre-grown arena: the demo bundle then stays under 3x its size in memory (scripts/runtime_bars.py).
+        self.options.enable_cpu_mem_arena = False
         if threads:
             self.options.intra_op_num_threads = threads
         self.precision = precision

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 BARS = {  # name: (bar, "<=" or ">=")
     "import_s": (0.5, "<="),
     "memory_x_bundle": (3.0, "<="),
