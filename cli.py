@@ -329,9 +329,9 @@ MAPPER_GROUPS = ("coarse", "medium", "fine")  # precompute.mapper.GROUPS, spelle
 
 def _slug(prompt: str) -> str:
     """A prompt as a file name; `export` names a mapper after its file, so this is also its bundle name."""
-    import re
+    from runtime.files import slugify
 
-    slug = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")
+    slug = slugify(prompt)
     if not slug:
         raise ValueError(f"cannot name files after the prompt {prompt!r}; pass --workdir and --out")
     return slug

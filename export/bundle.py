@@ -6,7 +6,6 @@ interrupted export leaves no half bundle and never damages an existing one.
 from __future__ import annotations
 
 import datetime
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from precompute.clip_model import load_clip
 from precompute.mapper import load_mapper
 from runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST
 from runtime.edit_math import DEFAULT_ALPHA, DEFAULT_BETA, TEMPLATES
-from runtime.files import atomic_path, sha256_file
+from runtime.files import atomic_path, sha256_file, slugify
 
 from . import __version__
 from .converters import OPSET, ExportError, convert_fp16, export_onnx, export_torchscript
@@ -77,7 +76,7 @@ def demo_sources(demo_dir: Path) -> Sources:
 
 
 def mapper_name(path: Path) -> str:
-    name = re.sub(r"[^a-z0-9]+", "_", Path(path).stem.lower()).strip("_")
+    name = slugify(Path(path).stem)
     if not name:
         raise ValueError(f"cannot derive a mapper name from {path}")
     return name

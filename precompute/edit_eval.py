@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from runtime import edit_math
+from runtime.files import atomic_path, slugify
 from runtime.images import grid, save_png
 
 from .demo.classifier import AttributeClassifier, predict
-from .demo.edits import DEMO_EDITS, EditSpec, find_edits, slugify  # noqa: F401  (re-exported)
+from .demo.edits import DEMO_EDITS, EditSpec, find_edits  # noqa: F401  (re-exported)
 from .demo.render import ATTRIBUTE_NAMES, ATTRIBUTES
 
 
@@ -281,8 +282,6 @@ def write_report(out_dir, rows: list[dict], pictures: dict, context: str) -> lis
     for name, grid_rows in pictures.items():
         labels = ["original"] + [r["method"] for r in rows if r["edit"] == name]
         written.append(save_png(grid(grid_rows, labels, scale=3), out_dir / "edits" / f"{slugify(name)}.png"))
-    from runtime.files import atomic_path
-
     text = ["# Edit quality on the demo world", "", context, "",
             "success: share of the images without the target value that have it after the edit; preservation: "
             "share of the other six attributes unchanged; geometry drift: mean |change| of the seven regressed "

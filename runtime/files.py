@@ -4,9 +4,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
+
+
+def slugify(text: str) -> str:
+    """A name for files and bundle entries: lower case, runs of anything but a-z0-9 as one "_"."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:

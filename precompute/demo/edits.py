@@ -4,14 +4,11 @@ Torch-free, so `cli.py demo` (runtime only) and the evaluation harness share one
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from runtime.files import slugify
+
 from .render import ATTRIBUTES
-
-
-def slugify(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 @dataclass(frozen=True)
