@@ -22,13 +22,10 @@ from runtime.images import grid, save_png
 from .demo.classifier import AttributeClassifier, predict
 from .demo.edits import DEMO_EDITS, EditSpec, find_edits  # noqa: F401  (re-exported)
 from .demo.render import ATTRIBUTE_NAMES, ATTRIBUTES
+from .demo.training import to_uint8
 
 
 # --- methods: W+ [N, n_latent, D] -> edited images (uint8 [N, H, W, 3]) ------------------------------------
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-
-
 class GlobalDirections:
     """Method C in PyTorch, with the runtime's edit math (one source of truth)."""
 

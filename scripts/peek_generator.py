@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from precompute.demo.train_generator import DEMO_CONFIG, DemoTraining, face_code, face_to_z
-from precompute.demo.training import cached_dataset
+from precompute.demo.training import cached_dataset, to_uint8
 from precompute.training import CHECKPOINT
 from runtime.images import grid, save_png
 
@@ -29,7 +29,7 @@ def main(workdir, out, n=8):
         rows = []
         for w in (w_cond, w_map):
             img = model.gen.synthesis_wplus(w[:, None].expand(-1, model.gen.n_latent, -1))
-            rows.append(((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
+            rows.append(to_uint8(img))
     save_png(grid([list(images[idx]), list(rows[0]), list(rows[1])], scale=2), out)
     print(f"step {state['step']}: rows = renders, decoder(cond), G(mapping(z)); wrote {out}")
 

@@ -16,6 +16,16 @@ GEN_CONFIG = GeneratorConfig(32, 64, 3, {4: 32, 8: 32, 16: 16, 32: 8})
 CLIP_CONFIG = dict(TINY, vision_cfg=dict(TINY["vision_cfg"], image_size=32, patch_size=8))
 
 
+def write_global_tables(gen, folder: Path, embed_dim: int, n_samples: int) -> None:
+    """A random unit fs3.npy and S statistics of `n_samples` mapped latents (psi 0.7), as the fs3/s-stats commands write."""
+    rng = np.random.default_rng(0)
+    fs3 = rng.standard_normal((gen.layout.conv_channels, embed_dim)).astype(np.float32)
+    np.save(folder / "fs3.npy", fs3 / np.linalg.norm(fs3, axis=1, keepdims=True))
+    with torch.no_grad():
+        s = torch.cat(gen.styles(gen.wplus_from_z(torch.randn(n_samples, gen.config.style_dim), 0.7)), 1).numpy()
+    np.savez(folder / "s_stats.npz", mean=s.mean(0), std=s.std(0))
+
+
 def write_random_models(folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     gen = make_generator(GEN_CONFIG)
@@ -24,12 +34,7 @@ def write_random_models(folder: Path) -> dict[str, Path]:
     torch.manual_seed(0)
     mapper = LatentMapper(MapperConfig(gen.n_latent, GEN_CONFIG.style_dim, prompt="purple hair"))
     save_mapper(mapper, folder / "purple_hair")
-    rng = np.random.default_rng(0)
-    fs3 = rng.standard_normal((gen.layout.conv_channels, CLIP_CONFIG["embed_dim"])).astype(np.float32)
-    np.save(folder / "fs3.npy", fs3 / np.linalg.norm(fs3, axis=1, keepdims=True))
-    with torch.no_grad():
-        s = torch.cat(gen.styles(gen.wplus_from_z(torch.randn(512, GEN_CONFIG.style_dim), 0.7)), 1).numpy()
-    np.savez(folder / "s_stats.npz", mean=s.mean(0), std=s.std(0))
+    write_global_tables(gen, folder, CLIP_CONFIG["embed_dim"], 512)
     return {"generator": folder / "gen.json", "clip": folder / "clip.json", "mapper": folder / "purple_hair.json",
             "fs3": folder / "fs3.npy", "s_stats": folder / "s_stats.npz"}
 

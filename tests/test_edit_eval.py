@@ -13,7 +13,7 @@ from precompute.demo.render import ATTRIBUTE_NAMES, ATTRIBUTES, GEOMETRY
 from precompute.mapper import LatentMapper, MapperConfig, save_mapper
 from precompute.stylegan2 import GeneratorConfig
 from tests.conftest import make_generator
-from tests.models import CLIP_CONFIG
+from tests.models import CLIP_CONFIG, write_global_tables
 from tests.test_clip import tiny_model
 
 GEN64 = GeneratorConfig(64, 32, 2, {4: 16, 8: 16, 16: 8, 32: 8, 64: 8})
@@ -55,12 +55,7 @@ def demo_dir(tmp_path_factory):
     torch.manual_seed(0)
     save_mapper(LatentMapper(MapperConfig(gen.n_latent, GEN64.style_dim, prompt="a face with purple hair")),
                 d / "mappers" / "purple_hair")
-    rng = np.random.default_rng(0)
-    fs3 = rng.standard_normal((gen.layout.conv_channels, CLIP_CONFIG["embed_dim"])).astype(np.float32)
-    np.save(d / "fs3.npy", fs3 / np.linalg.norm(fs3, axis=1, keepdims=True))
-    with torch.no_grad():
-        s = torch.cat(gen.styles(gen.wplus_from_z(torch.randn(256, GEN64.style_dim), 0.7)), 1).numpy()
-    np.savez(d / "s_stats.npz", mean=s.mean(0), std=s.std(0))
+    write_global_tables(gen, d, CLIP_CONFIG["embed_dim"], 256)
     return d
 
 

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ..checkpoints import save_generator
 from ..stylegan2 import Generator, GeneratorConfig
 from .render import ATTRIBUTES, GEOMETRY
-from .training import cached_dataset, cosine_lr, run_training, set_threads, step_rng, to_model_input
+from .training import cached_dataset, cosine_lr, run_training, set_threads, step_rng, to_model_input, to_uint8
 
 # The demo generator: 64 px, style dim 128, few channels (2-core budget); 8 mapping layers as in
 # StyleGAN2: the mapping has to approximate argmax boundaries sharply.
@@ -210,8 +210,8 @@ def sample_images(gen: Generator, n: int, seed: int, psi: float = 1.0, batch: in
     out = []
     for i in range(0, n, batch):
         img = gen(gen.wplus_from_z(z[i : i + batch], psi))
-        out.append(((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1))
-    return torch.cat(out).numpy(), z.numpy()
+        out.append(to_uint8(img))
+    return np.concatenate(out), z.numpy()
 
 
 def contact_sheet(gen: Generator, n: int = 32, seed: int = 0, psi: float = 1.0, columns: int = 8):

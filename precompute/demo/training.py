@@ -51,6 +51,11 @@ def to_model_input(images) -> torch.Tensor:
     return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Generator-style float images [N, 3, H, W] about [-1, 1] -> uint8 [N, H, W, 3] (inverse of to_model_input)."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
 def as_input(images) -> torch.Tensor:
     """Renders (uint8 NHWC) or generator-style images (float NCHW in [-1, 1]) -> float NCHW."""
     if isinstance(images, torch.Tensor) and images.is_floating_point():
