@@ -19,13 +19,14 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) cli.py demo
 
-# Rebuild every shipped demo model from scratch (seeded; each step resumes when rerun). ~2 h on 2 cores.
+# Rebuild every shipped demo model from scratch (seeded; each step resumes when rerun). ~2.5 h on 2 cores.
 DEMO := artifacts/demo
 MAPPER_PROMPTS := "a face with purple hair" "a smiling face" "a face with glasses"
 demo-world: $(STAMP)
 	$(PY) cli.py train-classifier
 	$(PY) cli.py train-clip
 	$(PY) cli.py train-generator
+	$(PY) cli.py refine-generator
 	$(PY) cli.py evaluate-demo
 	$(PY) cli.py sample-demo
 	$(PY) cli.py s-stats --generator $(DEMO)/generator.json --out $(DEMO)/s_stats.npz

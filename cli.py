@@ -166,9 +166,36 @@ def train_generator(workdir, steps, fit_at, batch, seed, threads, stop_at, out):
     if info["step"] < steps:
         click.echo(f"stopped at step {info['step']} of {steps}; rerun the same command to resume")
         return
-    files = finalize(model, out)
+    files = finalize(model.gen, out)
     click.echo(f"trained to step {info['step']} ({info['seconds']:.0f} s this run, mapping fit R^2 "
                f"{info['mapping_r2']:.3f}); wrote {files[0]} and {files[1].name}")
+
+
+@main.command("refine-generator")
+@click.option("--init", default="artifacts/demo/generator.json", show_default=True, type=click.Path(dir_okay=False),
+              help="The generator train-generator made (stages 1-3).")
+@click.option("--workdir", default="build/train/refine", show_default=True, type=click.Path(file_okay=False),
+              help="Checkpoints and the cached renders; rerunning the command resumes from here.")
+@click.option("--steps", default=3000, show_default=True, type=click.IntRange(1))
+@click.option("--feature-weight", default=8.0, show_default=True, type=click.FloatRange(0),
+              help="Extra loss weight on the eyes, brows and mouth (1 + this inside their regions).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2), help="torch threads.")
+@click.option("--stop-at", type=click.IntRange(1), help="Stop after this step (rerun to resume).")
+@click.option("--out", default="artifacts/demo", show_default=True, type=click.Path(file_okay=False),
+              help="Where the refined generator.{safetensors,json} goes.")
+def refine_generator(init, workdir, steps, feature_weight, seed, threads, stop_at, out):
+    """Stage 4 of the demo generator: more distillation with the small features weighted up (DESIGN §7)."""
+    from precompute.demo.train_generator import RefineConfig, finalize, refine
+
+    if not Path(init).is_file():
+        raise FileNotFoundError(f"generator not found: {init}; train it with `python cli.py train-generator`")
+    gen, info = refine(workdir, init, RefineConfig(steps=steps, feature_weight=feature_weight, seed=seed), threads=threads, stop_at=stop_at)
+    if info["step"] < steps:
+        click.echo(f"stopped at step {info['step']} of {steps}; rerun the same command to resume")
+        return
+    files = finalize(gen, out)
+    click.echo(f"refined to step {info['step']} ({info['seconds']:.0f} s this run); wrote {files[0]} and {files[1].name}")
 
 
 @main.command()

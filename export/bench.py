@@ -39,7 +39,7 @@ import onnx
 import torch
 
 from runtime import edit_math
-from runtime.bundle import verify_file
+from runtime.bundle import text_tokens, verify_file
 from runtime.editor import Editor, GlobalEdit, MapperEdit
 
 from .bundle import Models, load_sources
@@ -164,17 +164,26 @@ def _nbytes(dims, elem_type) -> float:
     return float(np.prod(dims, dtype=np.float64)) * onnx.helper.tensor_dtype_to_np_dtype(elem_type).itemsize
 
 
-def graph_cost(model, batch: int) -> Cost:
-    """FLOPs and minimum bytes of an ONNX model (path or ModelProto) with its symbolic dims set to `batch`.
+def graph_cost(model, batch: int, length: int | None = None) -> Cost:
+    """FLOPs and minimum bytes of an ONNX model (path or ModelProto) at `batch`, and at token `length`
+    where an input has a second dynamic axis (the text encoder).
 
     Raises ValueError when a counted node's shapes cannot be inferred.
     """
     model = onnx.load(str(model)) if not isinstance(model, onnx.ModelProto) else _copy(model)
     graph = model.graph
     for v in list(graph.input) + list(graph.output):
-        for d in v.type.tensor_type.shape.dim:
-            if not d.HasField("dim_value"):
+        for axis, d in enumerate(v.type.tensor_type.shape.dim):
+            if d.HasField("dim_value"):
+                continue
+            if axis == 0:
                 d.dim_value = batch
+            elif v in graph.output:
+                d.Clear()  # left to shape inference
+            elif length is None:
+                raise ValueError(f"input {v.name!r} has a dynamic axis {axis}; pass its length")
+            else:
+                d.dim_value = length
     del graph.value_info[:]
     _toposort(graph)  # shape inference walks nodes in order; the fp16 converter appends its input casts
     graph = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
@@ -406,11 +415,20 @@ class Bench:
     def graph_batches(self, graph: str) -> list[int]:
         return sorted(set(self.batches) | ({TEXT_BATCH} if graph == "text_encoder" else set()))
 
+    def input(self, graph: str, batch: int) -> np.ndarray:
+        """A graph's benchmark input: the text encoder gets the prompts of one GD text direction (the
+        first `batch` of them, repeated as needed) as the runtime feeds them; other graphs `spec.sample`."""
+        if graph != "text_encoder":
+            return self.specs[graph].sample(batch, self.rng)
+        prompts = [t.format(text) for text in GD_EDIT for t in self.manifest["templates"]]
+        return text_tokens(self.manifest, self.editor.tokenizer((prompts * (batch // len(prompts) + 1))[:batch]))
+
     def cost(self, graph: str, batch: int, variant: str = "fp32") -> Cost:
         key = (graph, batch, variant)
         if key not in self._costs:
             entry = self.manifest["graphs"][graph]["variants"][variant]
-            self._costs[key] = graph_cost(verify_file(self.folder, self.manifest, entry["file"]), batch)
+            length = self.input(graph, batch).shape[1] if graph == "text_encoder" else None
+            self._costs[key] = graph_cost(verify_file(self.folder, self.manifest, entry["file"]), batch, length)
         return self._costs[key]
 
     def session(self, graph: str, variant: str):
@@ -434,7 +452,7 @@ class Bench:
     def profile(self, graph: str, batch: int, runs: int = 3, variant: str = "fp32") -> list[tuple]:
         """onnxruntime's per-op-type profile of one graph (runtime session options, fresh inputs)."""
         fresh = Editor(self.folder, threads=self.threads)  # its own options: profiling must not leak
-        x = self.specs[graph].sample(batch, self.rng)
+        x = self.input(graph, batch)
         path = verify_file(self.folder, self.manifest, self.manifest["graphs"][graph]["variants"][variant]["file"])
         return ort_profile(path, fresh.options, fresh.providers, x, runs)
 
@@ -482,7 +500,7 @@ class Bench:
         return interleaved(candidates, self.repeats, warmup=warmup, max_seconds=self.max_seconds)
 
     def bench_family(self, fam: str, names: list[str]) -> tuple[list[Row], Memory]:
-        inputs = {(g, b): self.specs[g].sample(b, self.rng) for g in names for b in self.graph_batches(g)}
+        inputs = {(g, b): self.input(g, b) for g in names for b in self.graph_batches(g)}
         # Memory: runtime sessions load + warm up; then PyTorch warms up (its weights are already resident).
         with PeakRSS() as rt_mem:
             fp32 = {g: self.session(g, "fp32") for g in names}

@@ -159,7 +159,7 @@ def export_bundle(out, src: Sources, options: ExportOptions = ExportOptions(), p
             if trt_env is not None:
                 rel_trt = f"tensorrt/{spec.name}.plan"
                 (tmp / "tensorrt").mkdir(exist_ok=True)
-                build_engine(tmp / rel, tmp / rel_trt, spec.input_name, example.shape[1:])
+                build_engine(tmp / rel, tmp / rel_trt, spec.input_name, spec.shape_range(example))
                 variants["tensorrt"] = {"file": rel_trt, "format": "tensorrt", "precision": "fp32", "environment": trt_env}
             for v in variants.values():
                 files[v["file"]] = _file_entry(tmp, v["file"], f"graph:{spec.name}")

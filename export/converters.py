@@ -1,4 +1,4 @@
-"""Graph converters: torch -> ONNX (dynamo, dynamic batch), ONNX fp32 -> fp16, torch -> TorchScript."""
+"""Graph converters: torch -> ONNX (dynamo, dynamic batch and `GraphSpec.dynamic` axes), ONNX fp32 -> fp16, torch -> TorchScript."""
 from __future__ import annotations
 
 import contextlib
@@ -30,13 +30,14 @@ def _quiet():
 
 def export_onnx(spec: GraphSpec, example: np.ndarray, path: Path, opset: int = OPSET) -> None:
     """One graph, weights inline (a single file; our largest, FFHQ-1024 synthesis, is ~130 MB < 2 GB)."""
-    batch = torch.export.Dim("batch", min=1, max=4096)
+    dims = {0: torch.export.Dim("batch", min=1, max=4096)}
+    dims.update({axis: torch.export.Dim(name, min=lo, max=hi) for axis, (name, lo, hi) in spec.dynamic.items()})
     with _quiet(), torch.no_grad():
         try:
             program = torch.onnx.export(
                 spec.module.eval(), (torch.from_numpy(example),), dynamo=True, opset_version=opset,
                 input_names=[spec.input_name], output_names=[spec.output_name],
-                dynamic_shapes=({0: batch},), external_data=False, optimize=True,
+                dynamic_shapes=(dims,), external_data=False, optimize=True,
             )
         except Exception as err:  # the exporter raises many types; all mean the same thing to the user
             raise ExportError(f"ONNX export of graph '{spec.name}' failed: {type(err).__name__}: {err}") from err

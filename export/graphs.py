@@ -1,19 +1,21 @@
 """The graphs a bundle holds: thin torch wrappers with one tensor in and one out, plus realistic inputs.
 
-Every graph has a dynamic batch (axis 0); everything else is static. Inputs for export and validation
+Every graph has a dynamic batch (axis 0); the text encoder of a causal, end-of-text-pooled CLIP also a
+dynamic token length (axis 1; the runtime cuts the padding, `runtime.tokenizer.trim_padding`);
+everything else is static. Inputs for export and validation
 come from the models themselves (z -> w -> W+ -> S as in real edits, real token sequences), so errors
 are measured where the graphs actually operate, not on arbitrary noise.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from precompute.clip_model import Clip
+from precompute.clip_model import Clip, text_embedding
 from precompute.mapper import LatentMapper
 from precompute.stylegan2 import Generator
 
@@ -28,9 +30,17 @@ class GraphSpec:
     output_name: str
     metric: str  # "image" | "embedding" | "latent": the domain metric validation uses
     sample: Callable[[int, np.random.Generator], np.ndarray]  # batch, rng -> one input batch
+    dynamic: dict[int, tuple[str, int, int]] = field(default_factory=dict)  # axis >= 1 -> (name, min, max)
 
     def input_shape(self, array: np.ndarray) -> list:
-        return ["batch", *array.shape[1:]]
+        return ["batch", *(self.dynamic[a][0] if a in self.dynamic else d for a, d in enumerate(array.shape) if a)]
+
+    def shape_range(self, array: np.ndarray, batches=(1, 4, 32)) -> list[tuple]:
+        """(min, opt, max) input shapes (TensorRT's profile): `batches` on axis 0; a dynamic axis from
+        its min, optimized for its max; static axes as in `array`."""
+        def tail(k):
+            return tuple(self.dynamic[a][k] if a in self.dynamic else d for a, d in enumerate(array.shape) if a)
+        return [(batches[0], *tail(1)), (batches[1], *tail(2)), (batches[2], *tail(2))]
 
 
 class _Call(nn.Module):
@@ -59,7 +69,7 @@ class _TextEncoder(nn.Module):
         self.model = clip.model
 
     def forward(self, tokens):
-        return self.model.encode_text(tokens, normalize=True)
+        return text_embedding(self.model, tokens)
 
 
 class _ImageEncoder(nn.Module):
@@ -119,7 +129,8 @@ def mapper_graph(name: str, mapper: LatentMapper, sampler: InputSampler) -> Grap
 
 
 def clip_graphs(clip: Clip, sampler: InputSampler, image_encoder: bool) -> list[GraphSpec]:
-    specs = [GraphSpec("text_encoder", _TextEncoder(clip), "tokens", "text_embedding", "embedding", sampler.tokens)]
+    length = {1: ("length", 2, clip.context_length)} if clip.trims_tokens else {}
+    specs = [GraphSpec("text_encoder", _TextEncoder(clip), "tokens", "text_embedding", "embedding", sampler.tokens, length)]
     if image_encoder:
         specs.append(GraphSpec("image_encoder", _ImageEncoder(clip), "images", "image_embedding", "embedding", sampler.images))
     return specs

@@ -22,8 +22,8 @@ def require_tensorrt() -> dict:
     return env
 
 
-def build_engine(onnx_path: Path, plan_path: Path, input_name: str, tail: tuple, batches=(1, 4, 32)) -> None:
-    """A serialized engine with one optimization profile over the batch (min, opt, max)."""
+def build_engine(onnx_path: Path, plan_path: Path, input_name: str, shapes: list[tuple]) -> None:
+    """A serialized engine with one optimization profile: `shapes` = the input's (min, opt, max)."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -35,7 +35,7 @@ def build_engine(onnx_path: Path, plan_path: Path, input_name: str, tail: tuple,
         raise ExportError(f"TensorRT could not parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
     profile = builder.create_optimization_profile()
-    profile.set_shape(input_name, *[(b, *tail) for b in batches])
+    profile.set_shape(input_name, *shapes)
     config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
     if plan is None:

@@ -21,7 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from runtime import edit_math
-from runtime.bundle import BundleError, load_table, verify_bundle, verify_file
+from runtime.bundle import BundleError, load_table, text_tokens, verify_bundle, verify_file
 from runtime.files import atomic_path, sha256_file
 
 from .bundle import Models, Sources, load_sources, write_manifest
@@ -209,10 +209,16 @@ class Validator:
         if m.get("global_directions"):
             fs3, std = (load_table(self.folder, m, m["tables"][k]) for k in ("fs3", "s_std"))
             with torch.no_grad():
-                dt_ref = edit_math.text_direction(lambda t: clip.encode_text(t).numpy(), *GD_PROMPT)
-                dt_out = edit_math.text_direction(lambda t: onnx["text_encoder"](clip.tokenize(t).numpy()), *GD_PROMPT)
+                # open_clip at full context vs the graph on the runtime's input (padding cut when it can be)
+                dt_ref = edit_math.text_direction(
+                    lambda t: clip.model.encode_text(clip.tokenize(t), normalize=True).numpy(), *GD_PROMPT)
+                dt_out = edit_math.text_direction(
+                    lambda t: onnx["text_encoder"](text_tokens(m, clip.tokenize(t).numpy())), *GD_PROMPT)
                 r = edit_math.relevance(fs3, dt_ref)
-                beta = min(edit_math.DEFAULT_BETA, edit_math.auto_beta(r, 10))
+                # The channels at the default beta (at least 10), beta midway to the next one: a 1e-7
+                # difference in dt must not flip a channel sitting right at the threshold.
+                kept = max(10, int((np.abs(r) >= edit_math.DEFAULT_BETA).sum()))
+                beta = edit_math.auto_beta(r, min(kept, r.size))
                 s_ref = torch.cat(gen.styles(torch.from_numpy(wplus)), 1).numpy()
                 ds_ref = edit_math.style_direction(r, beta, std, gen.layout)
                 ref = gen.synthesis_flat(torch.from_numpy(edit_math.apply_edits(s_ref, [ds_ref], [edit_math.DEFAULT_ALPHA]))).numpy()

@@ -19,9 +19,12 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.tokenizer import SimpleTokenizer, default_bpe
+from open_clip.transformer import text_global_pool
 from open_clip.transform import PreprocessCfg
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+
+from runtime.tokenizer import trim_padding
 
 from .checkpoints import CheckpointError, check_state_dict, load_model, require_file, save_model, torch_load
 
@@ -116,6 +119,25 @@ def _side(size) -> int:
     return int(h)
 
 
+def trims_tokens(model) -> bool:
+    """See `Clip.trims_tokens`: open_clip's CLIP class with a causal mask and end-of-text pooling."""
+    return (isinstance(model, open_clip.CLIP) and model.attn_mask is not None
+            and model.text_pool_type == "argmax")
+
+
+def text_embedding(model, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip's `encode_text(tokens, normalize=True)`; when `trims_tokens(model)`, `tokens` may be
+    shorter than the context (positions and causal mask are cut to match) with the same result."""
+    if not trims_tokens(model):
+        return model.encode_text(tokens, normalize=True)
+    n = tokens.shape[1]
+    x = model.token_embedding(tokens) + model.positional_embedding[:n]
+    x = model.transformer(x, attn_mask=model.attn_mask[:n, :n])
+    x = text_global_pool(model.ln_final(x), tokens, model.text_pool_type)
+    x = model.text_projection(x) if isinstance(model.text_projection, torch.nn.Linear) else x @ model.text_projection
+    return F.normalize(x, dim=-1)
+
+
 class Clip(torch.nn.Module):
     """A frozen open_clip model with the tokenizer and preprocessing our methods use.
 
@@ -147,12 +169,20 @@ class Clip(torch.nn.Module):
         """open_clip's BPE ids [N, context_length]; long texts keep end-of-text as the last token."""
         return self.tokenizer([texts] if isinstance(texts, str) else list(texts))
 
+    @property
+    def trims_tokens(self) -> bool:
+        """Whether ids may be cut after the last non-padding column (`runtime.tokenizer.trim_padding`)
+        without changing the embedding: a causal CLIP text tower pooled at end-of-text."""
+        return trims_tokens(self.model)
+
     def encode_text(self, texts) -> torch.Tensor:
-        """Strings or token ids -> L2-normalized embeddings [N, embed_dim]."""
+        """Strings or token ids [N, context_length] -> L2-normalized embeddings [N, embed_dim]."""
         tokens = texts if isinstance(texts, torch.Tensor) else self.tokenize(texts)
         if tokens.ndim != 2 or tokens.shape[1] != self.context_length:
             raise ValueError(f"token ids must be [N, {self.context_length}], got {tuple(tokens.shape)}")
-        return self.model.encode_text(tokens.long().to(self.device), normalize=True)
+        if self.trims_tokens:
+            tokens = trim_padding(tokens)
+        return text_embedding(self.model, tokens.long().to(self.device))
 
     def preprocess_images(self, images: torch.Tensor, preprocess: str | None = None) -> torch.Tensor:
         if _check_preprocess(preprocess or self.preprocess, self.image_size) == "styleclip":

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import sha256_file
+from .tokenizer import trim_padding
 
 FORMAT = "styleclip-edge-bundle"
 FORMAT_VERSION = 1
@@ -114,3 +115,11 @@ def load_table(folder, manifest: dict, rel: str) -> np.ndarray:
         return np.load(path, allow_pickle=False)
     except ValueError as err:
         raise BundleError(f"bundle table {rel} is not a plain .npy array ({err})") from None
+
+
+def text_tokens(manifest: dict, tokens: np.ndarray) -> np.ndarray:
+    """Token ids [N, context] as the bundle's text encoder takes them: with the padding cut where its
+    token axis is dynamic (a causal CLIP pooled at end-of-text: same embeddings, far less work)."""
+    if manifest["graphs"]["text_encoder"]["inputs"][0]["shape"][1] == "length":
+        return trim_padding(tokens)
+    return tokens

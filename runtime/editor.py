@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import edit_math
-from .bundle import BundleError, load_table, read_manifest, verify_file
+from .bundle import BundleError, load_table, read_manifest, text_tokens, verify_file
 from .stylespace import StyleSpaceLayout
 from .tokenizer import ClipTokenizer
 
@@ -181,7 +181,7 @@ class Editor:
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
         """Unit CLIP text embeddings [N, D], one batched graph call."""
-        return self.run("text_encoder", self.tokenizer(texts))
+        return self.run("text_encoder", text_tokens(self.manifest, self.tokenizer(texts)))
 
     def forget_directions(self) -> None:
         """Drop the cached text and style directions (loaded tables stay): the next edit is uncached."""

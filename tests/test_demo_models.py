@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from precompute.clip_model import load_clip
+from precompute.clip_model import load_clip, text_embedding
 from precompute.demo import classifier as C
 from precompute.demo import train_clip as T
 from precompute.demo.render import (
@@ -15,6 +15,7 @@ from precompute.demo.render import (
 )
 from precompute.demo.report import CLASSIFIER_ACCURACY_BAR, CLIP_ZERO_SHOT_BAR, GEOMETRY_R2_BAR, failures, format_report
 from precompute.demo.training import HELDOUT_SEED, augment, cosine_lr, step_generator
+from runtime.tokenizer import trim_padding
 
 DEMO = Path(__file__).resolve().parents[1] / "artifacts" / "demo"
 TINY_CLIP = {
@@ -86,14 +87,20 @@ def test_clip_trains_and_resumes(tmp_path):
     assert loaded.preprocess == "normalized" and loaded.image_size == 64 and loaded.context_length == 77
 
 
-def test_fast_text_encoder_equals_open_clip():
+def test_trimmed_text_encoder_equals_open_clip():
+    """Token ids cut after the batch's last non-pad column give open_clip's full-context embeddings."""
     clip = T.build_clip(TINY_CLIP, seed=3)
     with torch.no_grad():
         for p in clip.model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
         tokens = clip.tokenize(["a face", "a smiling cartoon face with glasses and long red hair on a pink background"])
-        torch.testing.assert_close(T.encode_text_fast(clip.model, tokens), clip.model.encode_text(tokens, normalize=True),
-                                   atol=1e-6, rtol=0)
+        trimmed = trim_padding(tokens)
+        assert clip.trims_tokens and 2 < trimmed.shape[1] < 77 and (tokens[:, trimmed.shape[1]:] == 0).all()
+        full = clip.model.encode_text(tokens, normalize=True)
+        torch.testing.assert_close(text_embedding(clip.model, trimmed), full, atol=1e-6, rtol=0)
+        torch.testing.assert_close(clip.encode_text(tokens), full, atol=1e-6, rtol=0)
+        # Cut inside a prompt, the embedding changes: the comparison above can fail.
+        assert (text_embedding(clip.model, tokens[:, :trimmed.shape[1] - 1]) - full).abs().max() > 1e-3
 
 
 def test_counterfactual_pairs_and_positives():

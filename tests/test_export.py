@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 
 from export import bundle as bundle_mod
 from export.bundle import ExportOptions, Sources, export_bundle
 from export.converters import ExportError
 from export.validate import TOLERANCES, Validator, format_table
-from runtime.bundle import BundleError, read_manifest, verify_bundle
+from precompute.clip_model import load_clip
+from runtime.bundle import BundleError, read_manifest, text_tokens, verify_bundle
 from runtime.engines import tensorrt_version
 from tests.models import sources
 
@@ -32,7 +34,7 @@ def test_manifest_describes_everything(bundle):
                                 "text_encoder", "image_encoder"}
     assert m["graphs"]["synthesis"]["inputs"] == [{"name": "styles", "shape": ["batch", 256], "dtype": "float32"}]
     assert m["graphs"]["synthesis"]["outputs"][0]["shape"] == ["batch", 3, 32, 32]
-    assert m["graphs"]["text_encoder"]["inputs"][0]["shape"] == ["batch", 77]
+    assert m["graphs"]["text_encoder"]["inputs"][0]["shape"] == ["batch", "length"]  # padding can be cut
     assert set(m["graphs"]["styles"]["variants"]) == {"fp32", "fp16", "torchscript"}
     assert m["generator"]["size"] == 32 and len(m["generator"]["layout"]) == 11
     assert m["clip"]["context_length"] == 77 and m["clip"]["embed_dim"] == 32
@@ -80,10 +82,29 @@ def test_dynamic_batch(bundle, batch):
     for name, graph in m["graphs"].items():
         sess = ort.InferenceSession(str(bundle / graph["variants"]["fp32"]["file"]), providers=["CPUExecutionProvider"])
         inp = graph["inputs"][0]
-        shape = [batch, *inp["shape"][1:]]
+        shape = [batch, *(9 if d == "length" else d for d in inp["shape"][1:])]
         x = rng.integers(0, 49407, shape).astype(inp["dtype"]) if inp["dtype"] == "int64" else rng.standard_normal(shape).astype("float32")
         out = sess.run(None, {inp["name"]: x})[0]
         assert out.shape == (batch, *graph["outputs"][0]["shape"][1:]), name
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.load: TorchScript is a bundle variant
+def test_text_encoder_takes_any_token_length(bundle, models):
+    """Every text graph variant on ids with the padding cut gives open_clip's full-context embedding."""
+    clip = load_clip(weights=models["clip"])
+    tokens = clip.tokenize(["a face", "a face with purple hair, glasses and a big smile"])
+    with torch.no_grad():
+        ref = clip.model.encode_text(tokens, normalize=True).numpy()
+    m = read_manifest(bundle)
+    cut = text_tokens(m, tokens.numpy())
+    assert 5 < cut.shape[1] < 20
+    variants = m["graphs"]["text_encoder"]["variants"]
+    for variant, atol in (("fp32", 1e-5), ("fp16", 1e-2)):
+        sess = ort.InferenceSession(str(bundle / variants[variant]["file"]), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(sess.run(None, {"tokens": cut})[0], ref, atol=atol, err_msg=variant)
+    traced = torch.jit.load(str(bundle / variants["torchscript"]["file"]))
+    with torch.no_grad():
+        np.testing.assert_allclose(traced(torch.from_numpy(cut)).numpy(), ref, atol=1e-5)
 
 
 def _copy(bundle, tmp_path):

@@ -1,10 +1,12 @@
-"""Demo generator training: the structured code, a few real steps of every stage, and resuming after a stop."""
+"""Demo generator training: the structured code, feature regions, a few real steps of every stage, resuming after a stop."""
 import numpy as np
 import pytest
 import torch
 
-from precompute.demo.render import ATTRIBUTES, GEOMETRY
-from precompute.demo.train_generator import DemoTraining, TrainConfig, face_code, face_to_z, fit_mapping, train, z_to_face
+from precompute.demo.render import ATTRIBUTES, GEOMETRY, feature_regions, render, sample_faces
+from precompute.demo.train_generator import (
+    DemoTraining, RefineConfig, TrainConfig, face_code, face_to_z, fit_mapping, image_loss, refine, train, z_to_face,
+)
 from precompute.stylegan2 import GeneratorConfig
 
 TINY = GeneratorConfig(64, 32, 2, {4: 16, 8: 16, 16: 16, 32: 8, 64: 8})
@@ -67,6 +69,50 @@ def test_training_stages_and_resume(tmp_path):
 
     with pytest.raises(ValueError, match="other settings"):
         train(tmp_path / "resumed", small(5), TINY, progress=False)
+
+
+def test_feature_regions_hold_every_pixel_the_small_features_change():
+    """Changing expression, eye colour, glasses or hair colour of a bald face only moves pixels inside
+    `feature_regions` (hair colour of a haired face and the other attributes are large areas)."""
+    faces = sample_faces(24, 11)
+    masks = feature_regions(np.array([f.geometry for f in faces], np.float32))
+    assert 0.08 < masks.mean() < 0.25
+    for face, mask in zip(faces, masks):
+        face = face.with_values(hair_style="bald")
+        base = render(face).astype(int)
+        variants = [face.with_values(**{name: value}) for name in ("expression", "eye_color", "glasses", "hair_color")
+                    for value in ATTRIBUTES[name]]
+        changed = np.zeros(mask.shape, bool)
+        for other in variants:
+            changed |= np.abs(render(other).astype(int) - base).max(-1) > 0
+        assert changed.any() and not (changed & (mask == 0)).any()
+
+
+def test_weighted_image_loss():
+    fake, real = torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8)
+    fake[:, :, 2, 2] = 1.0  # one wrong pixel per image
+    weight = torch.ones(2, 8, 8)
+    assert image_loss(fake, real, weight).item() == pytest.approx(image_loss(fake, real).item())
+    weight[:, 2, 2] = 9.0  # the wrong pixel weighs more: the weighted mean error grows
+    assert image_loss(fake, real, weight).item() > 2 * image_loss(fake, real).item()
+
+
+def test_refine_resumes_and_is_tied_to_its_init(tmp_path):
+    from precompute.checkpoints import save_generator
+    from tests.conftest import make_generator
+
+    save_generator(make_generator(TINY), tmp_path / "g")
+    cfg = RefineConfig(steps=3, batch=4, n_train=16, checkpoint_every=1)
+    gen, info = refine(tmp_path / "full", tmp_path / "g.json", cfg, progress=False)
+    assert info["step"] == 3 and all(np.isfinite(h[1]) for h in info["history"])
+    refine(tmp_path / "resumed", tmp_path / "g.json", cfg, stop_at=2, progress=False)
+    resumed, info2 = refine(tmp_path / "resumed", tmp_path / "g.json", cfg, progress=False)
+    assert info2["resumed_from"] == 2 and info2["history"] == info["history"]
+    for a, b in zip(resumed.parameters(), gen.parameters()):
+        torch.testing.assert_close(a, b)
+    save_generator(make_generator(TINY, seed=1), tmp_path / "g")  # another init: the checkpoint is not its run
+    with pytest.raises(ValueError, match="init_sha256"):
+        refine(tmp_path / "resumed", tmp_path / "g.json", cfg, progress=False)
 
 
 def test_contact_sheet_pairs_samples_with_their_intended_renders(tmp_path):

@@ -179,7 +179,11 @@ def _hair_texture(c: _Canvas, rgb: Sequence[int], seed: int) -> Image.Image:
 
 def _face_frame(face: Face) -> dict[str, float]:
     """Derived positions (64 px units) shared by the drawing steps."""
-    g = face.geometry_px()
+    return _frame(face.geometry_px())
+
+
+def _frame(g: dict):
+    """`_face_frame` from geometry in pixels; arithmetic only, so it also maps arrays of faces."""
     top = g["face_y"] - g["face_height"] / 2
     eye_y = top + g["eye_height"]
     chin = g["face_y"] + g["face_height"] / 2
@@ -270,6 +274,27 @@ def _draw_mouth(c: _Canvas, f: dict[str, float], expression: str) -> None:
     else:  # surprised: an "O"
         c.draw.ellipse(c.box(x, y + 1.0, 0.22 * mw + 0.8, 0.25 * mw + 1.3), fill=MOUTH_RGB,
                        outline=LIP_RGB, width=c.w(0.7))
+
+
+def feature_regions(geometry: np.ndarray, size: int = 64) -> np.ndarray:
+    """Masks (float32 [N, size, size], 1 inside) of the small features of faces with normalized
+    `geometry` [N, len(GEOMETRY)]: each eye with its brow and glasses lens, the glasses' bridge and
+    temples, and the mouth in every expression. They cover ~15% of the image but carry four attributes (hair colour of bald faces is
+    only in the brows), so a training loss can weight them (`train_generator.image_loss`)."""
+    geometry = np.asarray(geometry, np.float64)
+    f = _frame({n: lo + geometry[:, j] * (hi - lo) for j, (n, lo, hi) in enumerate(GEOMETRY)})
+    y, x = (np.mgrid[0:size, 0:size] + 0.5) * (64.0 / size)  # pixel centres in 64 px units
+    x, y = x[None], y[None]
+    col = lambda a: a[:, None, None]  # noqa: E731
+    eye_top, eye_bottom = col(f["eye_y"] - BROW_UP - 1.0 - BROW_H / 2 - 0.5), col(f["eye_y"] + LENS_R + 0.5)
+    mask = np.zeros((len(geometry), size, size), bool)
+    for side in (-1, 1):
+        ex = col(f["cx"] + side * f["eye_dx"])
+        mask |= (abs(x - ex) <= LENS_R + 0.5) & (y >= eye_top) & (y <= eye_bottom)
+    cx, mw, my = col(f["cx"]), col(f["mouth_w"]), col(f["mouth_y"])
+    mask |= (abs(x - cx) <= col(f["rx"]) + 1) & (abs(y - col(f["eye_y"]) + 1) <= FRAME_W / 2 + 1)  # bridge, temples
+    mask |= (abs(x - cx) <= mw / 2 + 2) & (y >= my - 0.25 * mw - 1.5) & (y <= my + 0.55 * mw + 1)  # smile, "O"
+    return mask.astype(np.float32)
 
 
 def render(face: Face, size: int = 64, supersample: int = 4) -> np.ndarray:

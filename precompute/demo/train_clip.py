@@ -21,8 +21,8 @@ each with a fresh caption (`caption(face, seed)`: many phrasings per image over 
   negatives, pairs, a higher initial logit scale or average pooling). Random text embeddings do tell
   the words apart, so the image tower learns the expression against them (0.98 zero-shot at step 500
   of 1,500 with the delay and pairs). The pairs' own share of that was not measured separately.
-Running the causal, end-of-text-pooled text tower on tokens cut after the batch's longest caption
-gives exactly the 77-token result at a fraction of the cost (`encode_text_fast`).
+The text tower runs on tokens cut after the batch's longest caption (`clip_model.text_embedding`):
+exactly the 77-token result at a fraction of the cost.
 """
 from __future__ import annotations
 
@@ -31,17 +31,16 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from open_clip.transformer import text_global_pool
 
-from ..clip_model import Clip, load_clip, new_clip, save_clip
+from runtime.tokenizer import trim_padding
+
+from ..clip_model import Clip, load_clip, new_clip, save_clip, text_embedding
 from .render import ATTRIBUTES, ATTRIBUTE_NAMES, GEOMETRY, Face, caption, render_batch, sample_dataset, sample_faces
 from .training import (
     HELDOUT_SEED, as_input, augment, cached_dataset, cosine_lr, run_training, set_threads, step_generator, step_rng,
     to_model_input,
 )
 
-EOT = 49407
 _MID = (0.5,) * len(GEOMETRY)  # captions do not depend on the geometry
 
 DEMO_CLIP_CONFIG = {
@@ -74,20 +73,6 @@ def zero_shot_prompts() -> dict[str, list[str]]:
 # --- the model ------------------------------------------------------------------------------------
 def build_clip(config: dict | None = None, seed: int = 0) -> Clip:
     return new_clip(copy.deepcopy(config or DEMO_CLIP_CONFIG), preprocess="normalized", seed=seed)
-
-
-def encode_text_fast(model, tokens: torch.Tensor) -> torch.Tensor:
-    """open_clip's `encode_text(tokens, normalize=True)` on tokens cut after the last end-of-text
-    token of the batch: equal to the full-context result (causal mask, end-of-text pooling)."""
-    if model.text_pool_type != "argmax" or model.attn_mask is None:
-        return model.encode_text(tokens, normalize=True)
-    length = int((tokens == EOT).int().argmax(dim=1).max()) + 1
-    tokens = tokens[:, :length]
-    x = model.token_embedding(tokens) + model.positional_embedding[:length]
-    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
-    x = text_global_pool(model.ln_final(x), tokens, model.text_pool_type)
-    x = x @ model.text_projection if not isinstance(model.text_projection, torch.nn.Linear) else model.text_projection(x)
-    return F.normalize(x, dim=-1)
 
 
 class _TokenCache:
@@ -223,7 +208,7 @@ def train_clip(workdir, steps: int = 1000, seed: int = 0, *, n_train: int = 40_0
         x = augment(to_model_input(renders), step_generator(seed, step))
         image = model.encode_image(clip.preprocess_images(x), normalize=True)
         with torch.set_grad_enabled(step >= text_start):
-            text = encode_text_fast(model, tokens_of(texts))
+            text = text_embedding(model, trim_padding(tokens_of(texts)))
         loss, logits = contrastive_loss(image, text, model.logit_scale, positives)
         opt.zero_grad(set_to_none=True)
         loss.backward()
