@@ -31,7 +31,7 @@ demo-world: $(STAMP)
 	$(PY) cli.py sample-demo
 	$(PY) cli.py s-stats --generator $(DEMO)/generator.json --out $(DEMO)/s_stats.npz
 	$(PY) cli.py fs3 --generator $(DEMO)/generator.json --clip $(DEMO)/clip.json --s-stats $(DEMO)/s_stats.npz \
-		--workdir build/fs3-demo --out $(DEMO)/fs3.npy
+		--images 40 --workdir build/fs3-demo --out $(DEMO)/fs3.npy
 	for p in $(MAPPER_PROMPTS); do $(PY) cli.py train-mapper "$$p" || exit 1; done
 	$(PY) cli.py evaluate
 

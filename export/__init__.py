@@ -1,2 +1,2 @@
 """Export: generator, mappers and the CLIP encoders to ONNX (TorchScript, TensorRT) in one verified bundle."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # 0.2: text encoder with a dynamic token length

@@ -48,6 +48,7 @@ from .graphs import InputSampler, clip_graphs, generator_graphs, mapper_graph
 TEXT_BATCH = 2 * len(edit_math.TEMPLATES)  # one uncached text direction: 2 x 79 prompts in one call
 GD_EDIT = ("a face with purple hair", "a face")
 PAUSE_S = 0.002  # between timed calls
+UNCUT = "fp32 uncut"  # text encoder variant row: all context_length ids, padding included
 MAC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 
@@ -327,7 +328,7 @@ class Row:
     section: str  # graph | edit | precompute
     name: str
     batch: int
-    variant: str  # fp32 | fp16 | torchscript (graphs); fp32 (edits); torch (precompute)
+    variant: str  # fp32 | fp16 | torchscript | fp32 uncut (graphs); fp32 (edits); torch (precompute)
     runtime: Stats | None  # the runtime (onnxruntime, or the TorchScript module for that variant)
     torch: Stats | None  # PyTorch eager on the same inputs, in the same loop
     cost: Cost | None = None
@@ -415,19 +416,22 @@ class Bench:
     def graph_batches(self, graph: str) -> list[int]:
         return sorted(set(self.batches) | ({TEXT_BATCH} if graph == "text_encoder" else set()))
 
-    def input(self, graph: str, batch: int) -> np.ndarray:
+    def input(self, graph: str, batch: int, cut: bool = True) -> np.ndarray:
         """A graph's benchmark input: the text encoder gets the prompts of one GD text direction (the
-        first `batch` of them, repeated as needed) as the runtime feeds them; other graphs `spec.sample`."""
+        first `batch` of them, repeated as needed) as the runtime feeds them (`cut`: padding cut where
+        the graph allows it); other graphs `spec.sample`."""
         if graph != "text_encoder":
             return self.specs[graph].sample(batch, self.rng)
         prompts = [t.format(text) for text in GD_EDIT for t in self.manifest["templates"]]
-        return text_tokens(self.manifest, self.editor.tokenizer((prompts * (batch // len(prompts) + 1))[:batch]))
+        tokens = self.editor.tokenizer((prompts * (batch // len(prompts) + 1))[:batch])
+        return text_tokens(self.manifest, tokens) if cut else tokens
 
-    def cost(self, graph: str, batch: int, variant: str = "fp32") -> Cost:
-        key = (graph, batch, variant)
+    def cost(self, graph: str, batch: int, variant: str = "fp32", length: int | None = None) -> Cost:
+        if graph == "text_encoder" and length is None:
+            length = self.input(graph, batch).shape[1]
+        key = (graph, batch, variant, length)
         if key not in self._costs:
             entry = self.manifest["graphs"][graph]["variants"][variant]
-            length = self.input(graph, batch).shape[1] if graph == "text_encoder" else None
             self._costs[key] = graph_cost(verify_file(self.folder, self.manifest, entry["file"]), batch, length)
         return self._costs[key]
 
@@ -537,9 +541,13 @@ class Bench:
                             run(x)
                     cands = {v: (lambda run=run: run(x)) for v, run in runners.items()}
                     cands["torch"] = lambda m=eager[g]: m(xt)
+                    full = self.input(g, b, cut=False) if g == "text_encoder" else x
+                    if full.shape != x.shape:  # the same session on uncut ids: what cutting the padding saves
+                        cands[UNCUT] = lambda run=fp32[g]: run(full)
                     stats = self._time(cands)
-                for v in runners:
-                    cost = self.cost(g, b, v) if v != "torchscript" else self.cost(g, b, "fp32")
+                for v in [*runners, *([UNCUT] if UNCUT in stats else [])]:
+                    cost = self.cost(g, b, "fp32" if v in ("torchscript", UNCUT) else v,
+                                     full.shape[1] if v == UNCUT else None)
                     rows.append(Row("graph", g, b, v, stats[v], stats["torch"], cost))
                 self.log(f"[{self.label}] {g} batch {b}: runtime {stats['fp32'].median * 1e3:.2f} ms, "
                          f"torch {stats['torch'].median * 1e3:.2f} ms")

@@ -13,7 +13,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from export.bench import TEXT_BATCH, BenchResult, bench_bundle, format_result, graph_cost, interleaved, write_markdown
+from export.bench import TEXT_BATCH, UNCUT, BenchResult, bench_bundle, format_result, graph_cost, interleaved, write_markdown
 from export.bundle import load_sources
 from export.presets import reusable
 from runtime.bundle import read_manifest
@@ -43,7 +43,16 @@ def test_every_graph_variant_and_batch_has_a_row(result, bundle):
                 assert row.runtime.p10 <= row.runtime.median <= row.runtime.p90
                 assert math.isfinite(row.ratio) and row.ratio > 0 and row.per_s > 0
                 assert row.cost.flops > 0 and row.cost.bytes > 0 and row.floor_s > 0 and row.vs_floor > 0
+    # The text encoder also ran on uncut ids (77 per prompt) in the same loop: more FLOPs, more time.
+    for b in (1, 2, TEXT_BATCH):
+        uncut, cut = graph_rows.pop(("text_encoder", b, UNCUT)), result_row(result, "text_encoder", b, "fp32")
+        assert uncut.cost.flops > 3 * cut.cost.flops and uncut.runtime.median > 0
     assert not graph_rows  # nothing beyond the bundle's graphs
+
+
+def result_row(result, name, batch, variant):
+    (row,) = [r for r in result.rows if (r.name, r.batch, r.variant) == (name, batch, variant)]
+    return row
 
 
 def test_edits_fs3_memory_hardware_and_report(result, tmp_path):
