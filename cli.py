@@ -399,6 +399,8 @@ def _model_options(f):
 @click.option("--l2-weight", default=0.8, show_default=True, type=click.FloatRange(0), help="Weight of the latent MSE.")
 @click.option("--truncation", default=0.7, show_default=True, type=click.FloatRange(0, 1),
               help="Truncation psi of the sampled training latents.")
+@click.option("--clip-views", default=1, show_default=True, type=click.IntRange(1),
+              help="Average the CLIP loss over this many shifted copies of each image (small CLIPs: 4).")
 @click.option("--disable", multiple=True, type=click.Choice(MAPPER_GROUPS),
               help="Leave this group of W+ rows unedited (repeatable).")
 @click.option("--seed", default=0, show_default=True)
@@ -409,7 +411,7 @@ def _model_options(f):
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Weights stem: writes OUT.safetensors and OUT.json [artifacts/demo/mappers/<prompt slug>].")
 def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, clip_weight, l2_weight, truncation,
-                     disable, seed, threads, workdir, stop_at, out):
+                     clip_views, disable, seed, threads, workdir, stop_at, out):
     """Train a latent mapper for PROMPT (method B, DESIGN §4.B); `export` ships it, named after OUT."""
     import torch
 
@@ -419,7 +421,8 @@ def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, 
     if set(disable) >= set(MAPPER_GROUPS):
         raise click.BadParameter("at least one group must stay enabled", param_hint="--disable")
     cfg = MapperTrainConfig(prompt, steps=steps, batch=batch, lr=lr, clip_weight=clip_weight, l2_weight=l2_weight,
-                            truncation=truncation, enabled={g: g not in disable for g in MAPPER_GROUPS}, seed=seed)
+                            truncation=truncation, clip_views=clip_views,
+                            enabled={g: g not in disable for g in MAPPER_GROUPS}, seed=seed)
     workdir = workdir or f"build/train/mapper/{_slug(prompt)}"
     out = out or f"artifacts/demo/mappers/{_slug(prompt)}"
     gen, clip = _load_generator_and_clip(generator, clip_path, clip_name)

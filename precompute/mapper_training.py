@@ -1,7 +1,8 @@
 """Method B: training a latent mapper for one prompt (DESIGN §4.B).
 
 Loss = clip * (1 - cos(E_I(G(w')), E_T(t))) + l2 * MSE(w', w) [+ id * L_id(G(w'), G(w))] with
-w' = w + 0.1 * M(w). The reference trained 50k steps of Ranger (lr 0.5, batch 2) on e4e-inverted
+w' = w + 0.1 * M(w); `clip_views` > 1 averages the CLIP term over shifted copies of G(w') (an option
+for small CLIP models, which a mapper otherwise meets with a pixel pattern). The reference trained 50k steps of Ranger (lr 0.5, batch 2) on e4e-inverted
 CelebA-HQ latents; here the latents are fresh samples (truncation 0.7) every step, and Adam is used
 (Ranger is not in torch) with the same nominal lr: the EqualLinear weights are stored divided by
 lr_mul = 0.01, so Adam's step of ~lr on them is ~0.005 on the effective weights.
@@ -30,6 +31,7 @@ class MapperTrainConfig:
     l2_weight: float = 0.8
     id_weight: float = 0.1  # only with an identity network
     truncation: float = 0.7
+    clip_views: int = 1  # > 1: the CLIP loss averages shifted copies (styleclip_losses.shifted_views)
     enabled: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(GROUPS, True))
     seed: int = 0
     checkpoint_every: int = 100
@@ -37,8 +39,9 @@ class MapperTrainConfig:
     def __post_init__(self):
         if not self.prompt.strip():
             raise ValueError("the prompt is empty; describe the edit, e.g. 'a face with purple hair'")
-        if self.steps < 1 or self.batch < 1 or self.lr <= 0:
-            raise ValueError(f"steps, batch and lr must be positive, got {self.steps}, {self.batch}, {self.lr}")
+        if self.steps < 1 or self.batch < 1 or self.lr <= 0 or self.clip_views < 1:
+            raise ValueError(f"steps, batch, lr and clip_views must be positive, got {self.steps}, {self.batch}, "
+                             f"{self.lr}, {self.clip_views}")
 
 
 def train_mapper(gen: Generator, clip: Clip, cfg: MapperTrainConfig, workdir, identity: IdentityNet | None = None,
@@ -57,7 +60,8 @@ def train_mapper(gen: Generator, clip: Clip, cfg: MapperTrainConfig, workdir, id
             w = gen.wplus_from_z(z, cfg.truncation)
         w_edit = mapper.edit(w)
         images = gen(w_edit)
-        terms = {"clip": clip_loss(clip, images, target).mean(), "l2": F.mse_loss(w_edit, w)}
+        views = clip_loss(clip, images, target, cfg.clip_views, step_generator(cfg.seed + 1, step))
+        terms = {"clip": views.mean(), "l2": F.mse_loss(w_edit, w)}
         loss = cfg.clip_weight * terms["clip"] + cfg.l2_weight * terms["l2"]
         if use_id:
             with torch.no_grad():

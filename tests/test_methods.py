@@ -9,6 +9,7 @@ from precompute.checkpoints import load_generator
 from precompute.clip_model import load_clip
 from precompute.mapper_training import MapperTrainConfig, train_mapper
 from precompute.optimization import OptimizeConfig, lr_at, optimize_latents
+from precompute.styleclip_losses import clip_loss, shifted_views, text_target
 
 
 DEMO = Path(__file__).resolve().parents[1] / "artifacts" / "demo"
@@ -52,7 +53,7 @@ def test_batched_optimization_equals_one_at_a_time(models):
 
 def test_mapper_training_lowers_the_loss_and_resumes(gen_clip, tmp_path):
     gen, clip = gen_clip
-    cfg = MapperTrainConfig("a face with purple hair", steps=30, batch=4, checkpoint_every=10)
+    cfg = MapperTrainConfig("a face with purple hair", steps=30, batch=4, checkpoint_every=10, clip_views=2)
     mapper, info = train_mapper(gen, clip, cfg, tmp_path / "full", progress=False)
     losses = [h[1] for h in info["history"]]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
@@ -62,6 +63,31 @@ def test_mapper_training_lowers_the_loss_and_resumes(gen_clip, tmp_path):
     assert info2["resumed_from"] == 10 and info2["history"] == info["history"]
     for a, b in zip(resumed.parameters(), mapper.parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_shifted_views_are_translations():
+    images = torch.randn(2, 3, 32, 32)
+    views = shifted_views(images, 5, torch.Generator().manual_seed(0))
+    assert views.shape == (10, 3, 32, 32)
+    shifts = set()
+    for v in range(5):
+        view = views[2 * v : 2 * v + 2]
+        # find the offset: the view's interior is the original moved by (dy, dx) with |d| <= 32 // 16
+        match = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if torch.equal(view[..., 2:-2, 2:-2], images[..., 2 + dy : 30 + dy, 2 + dx : 30 + dx])]
+        assert len(match) == 1
+        shifts.add(match[0])
+    assert len(shifts) > 1  # random offsets, not one
+
+
+def test_clip_loss_over_views_is_the_mean_of_the_views(models):
+    clip = load_clip(weights=models["clip"])
+    images, target = torch.rand(3, 3, 32, 32) * 2 - 1, text_target(clip, "a face")
+    with torch.no_grad():
+        assert torch.equal(clip_loss(clip, images, target, 1), 1 - (clip.encode_image(images) * target).sum(-1))
+        views = shifted_views(images, 4, torch.Generator().manual_seed(1))
+        want = (1 - (clip.encode_image(views) * target).sum(-1)).view(4, 3).mean(0)
+        torch.testing.assert_close(clip_loss(clip, images, target, 4, torch.Generator().manual_seed(1)), want)
 
 
 def test_mapper_training_respects_disabled_groups(gen_clip, tmp_path):
