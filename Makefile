@@ -32,7 +32,8 @@ demo-world: $(STAMP)
 	$(PY) cli.py s-stats --generator $(DEMO)/generator.json --out $(DEMO)/s_stats.npz
 	$(PY) cli.py fs3 --generator $(DEMO)/generator.json --clip $(DEMO)/clip.json --s-stats $(DEMO)/s_stats.npz \
 		--images 40 --workdir build/fs3-demo --out $(DEMO)/fs3.npy
-	for p in $(MAPPER_PROMPTS); do $(PY) cli.py train-mapper "$$p" || exit 1; done
+	for p in $(MAPPER_PROMPTS); do \
+		$(PY) cli.py train-mapper "$$p" --clip-views 4 --l2-weight 10 --disable coarse --steps 600 || exit 1; done
 	$(PY) cli.py evaluate
 
 clean:
