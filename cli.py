@@ -653,9 +653,10 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
 @click.option("--threads", default=0, type=click.IntRange(0), help="Threads for onnxruntime and torch (0: all usable CPUs).")
 @click.option("--max-seconds", default=60.0, show_default=True, type=click.FloatRange(0),
               help="Stop a row's repeats after this long (at least 3; 0: no limit).")
+@click.option("--graphs", help="Only these graphs, comma-separated (no whole edits, no fs3), e.g. synthesis,text_encoder.")
 @click.option("--profile", is_flag=True, help="Also print onnxruntime's per-op profile of every graph.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the report into this .md (its run block; chart PNG beside it).")
-def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, profile, out):
+def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs, profile, out):
     """Time the runtime against PyTorch eager (same inputs, interleaved) and against each graph's floor."""
     import shlex
 
@@ -680,9 +681,10 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, profil
                                   log=click.echo), p) for p in names]
     results = []
     for folder, label in targets:
+        only = [g.strip() for g in graphs.split(",") if g.strip()] if graphs else None
         res = bench_bundle(folder, batches=sizes, repeats=repeats, warmup=warmup, threads=threads or None,
-                           max_seconds=max_seconds or None, label=label, profile=profile,
-                           log=lambda m: click.echo(m, err=True))
+                           max_seconds=max_seconds or None, label=label, profile=profile, graphs=only,
+                           edits=not only, fs3_channels=0 if only else 2, log=lambda m: click.echo(m, err=True))
         click.echo(format_result(res) + "\n")
         results.append(res)
     if out:

@@ -157,3 +157,13 @@ def test_cli_bad_options_exit_2(tmp_path):
     assert res.returncode == 2 and "not both" in res.stderr
     res = run_cli("bench", "--bundle", tmp_path)  # not a bundle: one line, exit 2
     assert res.returncode == 2 and res.stderr.startswith("error: ") and "Traceback" not in res.stderr
+
+
+def test_cli_bench_only_some_graphs(bundle):
+    res = run_cli("bench", "--bundle", bundle, "--graphs", "mapping", "--batches", "1", "--repeats", "2",
+                  "--threads", "1", "--max-seconds", "0")
+    assert res.returncode == 0, res.stderr
+    rows = [line.split()[0] for line in res.stdout.splitlines() if line.startswith(("mapping", "styles", "edit:", "precompute"))]
+    assert rows and set(rows) == {"mapping"}  # no other graph, no whole edit, no fs3
+    res = run_cli("bench", "--bundle", bundle, "--graphs", "mapping,nope")
+    assert res.returncode == 2 and "no graph nope" in res.stderr and "Traceback" not in res.stderr
