@@ -190,7 +190,8 @@ def refine_generator(init, workdir, steps, feature_weight, seed, threads, stop_a
 
     if not Path(init).is_file():
         raise FileNotFoundError(f"generator not found: {init}; train it with `python cli.py train-generator`")
-    gen, info = refine(workdir, init, RefineConfig(steps=steps, feature_weight=feature_weight, seed=seed), threads=threads, stop_at=stop_at)
+    gen, info = refine(workdir, init, RefineConfig(steps=steps, feature_weight=feature_weight, seed=seed),
+                       threads=threads, stop_at=stop_at)
     if info["step"] < steps:
         click.echo(f"stopped at step {info['step']} of {steps}; rerun the same command to resume")
         return

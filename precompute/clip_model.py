@@ -130,8 +130,8 @@ def text_embedding(model, tokens: torch.Tensor) -> torch.Tensor:
     shorter than the context (positions and causal mask are cut to match) with the same result."""
     if not trims_tokens(model):
         return model.encode_text(tokens, normalize=True)
-    n = tokens.shape[1]
-    x = model.token_embedding(tokens) + model.positional_embedding[:n]
+    n, cast = tokens.shape[1], model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:n].to(cast)
     x = model.transformer(x, attn_mask=model.attn_mask[:n, :n])
     x = text_global_pool(model.ln_final(x), tokens, model.text_pool_type)
     x = model.text_projection(x) if isinstance(model.text_projection, torch.nn.Linear) else x @ model.text_projection
@@ -181,7 +181,7 @@ class Clip(torch.nn.Module):
         if tokens.ndim != 2 or tokens.shape[1] != self.context_length:
             raise ValueError(f"token ids must be [N, {self.context_length}], got {tuple(tokens.shape)}")
         if self.trims_tokens:
-            tokens = trim_padding(tokens)
+            tokens = trim_padding(tokens.cpu())
         return text_embedding(self.model, tokens.long().to(self.device))
 
     def preprocess_images(self, images: torch.Tensor, preprocess: str | None = None) -> torch.Tensor:

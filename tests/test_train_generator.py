@@ -132,3 +132,13 @@ def test_contact_sheet_pairs_samples_with_their_intended_renders(tmp_path):
     assert res.exit_code == 0 and (tmp_path / "s.png").is_file(), res.output
     res = runner.invoke(main, ["sample-demo", "--generator", str(tmp_path / "none.json"), "--out", str(tmp_path / "t.png")])
     assert res.exit_code == 2 and "train-generator" in res.output and not (tmp_path / "t.png").exists()
+
+
+def test_refine_generator_cli_without_its_init_is_a_clear_error(tmp_path):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    res = CliRunner().invoke(main, ["refine-generator", "--init", str(tmp_path / "none.json"),
+                                    "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "train-generator" in res.output and not (tmp_path / "out").exists()

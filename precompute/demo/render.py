@@ -279,8 +279,9 @@ def _draw_mouth(c: _Canvas, f: dict[str, float], expression: str) -> None:
 def feature_regions(geometry: np.ndarray, size: int = 64) -> np.ndarray:
     """Masks (float32 [N, size, size], 1 inside) of the small features of faces with normalized
     `geometry` [N, len(GEOMETRY)]: each eye with its brow and glasses lens, the glasses' bridge and
-    temples, and the mouth in every expression. They cover ~15% of the image but carry four attributes (hair colour of bald faces is
-    only in the brows), so a training loss can weight them (`train_generator.image_loss`)."""
+    temples, and the mouth in every expression. They cover ~17% of the image but carry four
+    attributes (hair colour of bald faces is only in the brows), so a training loss can weight them
+    (`train_generator.distill_loss`)."""
     geometry = np.asarray(geometry, np.float64)
     f = _frame({n: lo + geometry[:, j] * (hi - lo) for j, (n, lo, hi) in enumerate(GEOMETRY)})
     y, x = (np.mgrid[0:size, 0:size] + 0.5) * (64.0 / size)  # pixel centres in 64 px units

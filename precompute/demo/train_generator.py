@@ -18,7 +18,7 @@ hair texture, so a mapping from z cannot fit them well. So every stage gets an e
 4. refinement (`refine`, its own command and workdir): more distillation of the finished generator with
    the loss weighted up on the small features (`render.feature_regions`: eyes with brows and lenses,
    mouth). They hold four of the seven attributes (a bald face's hair colour only in its brows) in
-   ~15% of the pixels, and the plain loss left them blurred.
+   ~17% of the pixels, and the plain loss left them blurred.
 
 Sampling z ~ N(0, I) then gives the renderer's prior (argmax of iid Gaussians is uniform; Phi of a
 normal is uniform), and `z_to_face` reads the intended face back from any z.
@@ -137,7 +137,8 @@ def _adam(model: nn.Module, gen: Generator, lr: float) -> torch.optim.Adam:
     weights are stored divided by lr_mul (rosinality's convention): 1/lr_mul larger steps give them
     the same effective learning rate as the rest."""
     mapping = list(gen.style.parameters())
-    rest = [p for p in model.parameters() if id(p) not in {id(q) for q in mapping}]
+    ids = {id(p) for p in mapping}
+    rest = [p for p in model.parameters() if id(p) not in ids]
     return torch.optim.Adam([{"params": rest, "scale": 1.0}, {"params": mapping, "scale": 1 / gen.config.lr_mlp}],
                             lr=lr, betas=(0.9, 0.99))
 
