@@ -2,10 +2,12 @@
 
 Loss = clip * (1 - cos(E_I(G(w')), E_T(t))) + l2 * MSE(w', w) [+ id * L_id(G(w'), G(w))] with
 w' = w + 0.1 * M(w); `clip_views` > 1 averages the CLIP term over shifted copies of G(w') (an option
-for small CLIP models, which a mapper otherwise meets with a pixel pattern). The reference trained 50k steps of Ranger (lr 0.5, batch 2) on e4e-inverted
-CelebA-HQ latents; here the latents are fresh samples (truncation 0.7) every step, and Adam is used
-(Ranger is not in torch) with the same nominal lr: the EqualLinear weights are stored divided by
-lr_mul = 0.01, so Adam's step of ~lr on them is ~0.005 on the effective weights.
+for small CLIP models, which a mapper otherwise meets with a pixel pattern).
+
+The reference trained 50k steps of Ranger (lr 0.5, batch 2) on e4e-inverted CelebA-HQ latents; here
+the latents are fresh samples (truncation 0.7) every step, and Adam is used (Ranger is not in torch)
+with the same nominal lr: the EqualLinear weights are stored divided by lr_mul = 0.01, so Adam's step
+of ~lr on them is ~0.005 on the effective weights.
 """
 from __future__ import annotations
 
