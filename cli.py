@@ -145,6 +145,25 @@ def parse_floats(text: str, option: str) -> list[float]:
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from None
 
 
+def _resumable_options(f):
+    """--seed, --threads and --stop-at of the resumable training commands."""
+    for option in reversed([
+        click.option("--seed", default=0, show_default=True),
+        click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2), help="torch threads."),
+        click.option("--stop-at", type=click.IntRange(1), help="Stop after this step (rerun to resume)."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _stopped_early(info: dict, steps: int) -> bool:
+    """Say so when a run stopped before `steps` (--stop-at): nothing is written then."""
+    if info["step"] < steps:
+        click.echo(f"stopped at step {info['step']} of {steps}; rerun the same command to resume")
+        return True
+    return False
+
+
 @main.command("train-generator")
 @click.option("--workdir", default="build/train/generator", show_default=True, type=click.Path(file_okay=False),
               help="Checkpoints and the cached renders; rerunning the command resumes from here.")
@@ -152,9 +171,7 @@ def parse_floats(text: str, option: str) -> list[float]:
 @click.option("--fit-at", default=4000, show_default=True, type=click.IntRange(1),
               help="Step at which the mapping is fitted and distillation begins.")
 @click.option("--batch", default=32, show_default=True, type=click.IntRange(1))
-@click.option("--seed", default=0, show_default=True)
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2), help="torch threads.")
-@click.option("--stop-at", type=click.IntRange(1), help="Stop after this step (rerun to resume).")
+@_resumable_options
 @click.option("--out", default="artifacts/demo", show_default=True, type=click.Path(file_okay=False),
               help="Where the finished generator.{safetensors,json} goes.")
 def train_generator(workdir, steps, fit_at, batch, seed, threads, stop_at, out):
@@ -163,8 +180,7 @@ def train_generator(workdir, steps, fit_at, batch, seed, threads, stop_at, out):
 
     model, info = train(workdir, TrainConfig(steps=steps, fit_at=fit_at, batch=batch, seed=seed),
                         threads=threads, stop_at=stop_at)
-    if info["step"] < steps:
-        click.echo(f"stopped at step {info['step']} of {steps}; rerun the same command to resume")
+    if _stopped_early(info, steps):
         return
     files = finalize(model.gen, out)
     click.echo(f"trained to step {info['step']} ({info['seconds']:.0f} s this run, mapping fit R^2 "
@@ -179,9 +195,7 @@ def train_generator(workdir, steps, fit_at, batch, seed, threads, stop_at, out):
 @click.option("--steps", default=3000, show_default=True, type=click.IntRange(1))
 @click.option("--feature-weight", default=8.0, show_default=True, type=click.FloatRange(0),
               help="Extra loss weight on the eyes, brows and mouth (1 + this inside their regions).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2), help="torch threads.")
-@click.option("--stop-at", type=click.IntRange(1), help="Stop after this step (rerun to resume).")
+@_resumable_options
 @click.option("--out", default="artifacts/demo", show_default=True, type=click.Path(file_okay=False),
               help="Where the refined generator.{safetensors,json} goes.")
 def refine_generator(init, workdir, steps, feature_weight, seed, threads, stop_at, out):
@@ -192,8 +206,7 @@ def refine_generator(init, workdir, steps, feature_weight, seed, threads, stop_a
         raise FileNotFoundError(f"generator not found: {init}; train it with `python cli.py train-generator`")
     gen, info = refine(workdir, init, RefineConfig(steps=steps, feature_weight=feature_weight, seed=seed),
                        threads=threads, stop_at=stop_at)
-    if info["step"] < steps:
-        click.echo(f"stopped at step {info['step']} of {steps}; rerun the same command to resume")
+    if _stopped_early(info, steps):
         return
     files = finalize(gen, out)
     click.echo(f"refined to step {info['step']} ({info['seconds']:.0f} s this run); wrote {files[0]} and {files[1].name}")
@@ -404,11 +417,9 @@ def _model_options(f):
               help="Average the CLIP loss over this many shifted copies of each image (small CLIPs: 4).")
 @click.option("--disable", multiple=True, type=click.Choice(MAPPER_GROUPS),
               help="Leave this group of W+ rows unedited (repeatable).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2), help="torch threads.")
+@_resumable_options
 @click.option("--workdir", type=click.Path(file_okay=False),
               help="Checkpoint; rerunning the same command resumes [build/train/mapper/<prompt slug>].")
-@click.option("--stop-at", type=click.IntRange(1), help="Stop after this step (rerun to resume).")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Weights stem: writes OUT.safetensors and OUT.json [artifacts/demo/mappers/<prompt slug>].")
 def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, clip_weight, l2_weight, truncation,
@@ -432,8 +443,7 @@ def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, 
     terms = zip(("loss", "clip", "l2", "id"), info["history"][-1][1:])  # the order train_mapper logs them in
     click.echo(f"trained steps {info['resumed_from']} -> {info['step']} in {info['seconds']:.1f} s; final "
                + ", ".join(f"{k} {v:.4f}" for k, v in terms))
-    if info["step"] < steps:
-        click.echo(f"stopped at step {info['step']} of {steps}; rerun the same command to resume")
+    if _stopped_early(info, steps):
         return
     for path in save_mapper(mapper, out):
         click.echo(f"wrote {path}")
