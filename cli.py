@@ -195,21 +195,30 @@ def train_generator(workdir, steps, fit_at, batch, seed, threads, stop_at, out):
 @click.option("--steps", default=3000, show_default=True, type=click.IntRange(1))
 @click.option("--feature-weight", default=8.0, show_default=True, type=click.FloatRange(0),
               help="Extra loss weight on the eyes, brows and mouth (1 + this inside their regions).")
+@click.option("--sharpen-steps", type=click.IntRange(0),
+              help="Then this many mapping-only steps making w independent of how clearly z picks each attribute "
+                   "value (0: skip; not checkpointed: rerunning redoes only this)  [default: RefineConfig's]")
+@click.option("--margin", type=click.FloatRange(0, min_open=True),
+              help="The clear lead of an attribute block that sharpening compares with  [default: RefineConfig's]")
 @_resumable_options
 @click.option("--out", default="artifacts/demo", show_default=True, type=click.Path(file_okay=False),
               help="Where the refined generator.{safetensors,json} goes.")
-def refine_generator(init, workdir, steps, feature_weight, seed, threads, stop_at, out):
-    """Stage 4 of the demo generator: more distillation with the small features weighted up (DESIGN §7)."""
+def refine_generator(init, workdir, steps, feature_weight, sharpen_steps, margin, seed, threads, stop_at, out):
+    """Stages 4-5 of the demo generator: more distillation with the small features weighted up, then a
+    sharper mapping (DESIGN §7)."""
     from precompute.demo.train_generator import RefineConfig, finalize, refine
 
     if not Path(init).is_file():
         raise FileNotFoundError(f"generator not found: {init}; train it with `python cli.py train-generator`")
-    gen, info = refine(workdir, init, RefineConfig(steps=steps, feature_weight=feature_weight, seed=seed),
-                       threads=threads, stop_at=stop_at)
+    sharpen = {k: v for k, v in dict(sharpen_steps=sharpen_steps, margin=margin).items() if v is not None}
+    cfg = RefineConfig(steps=steps, feature_weight=feature_weight, seed=seed, **sharpen)
+    gen, info = refine(workdir, init, cfg, threads=threads, stop_at=stop_at)
     if _stopped_early(info, steps):
         return
     files = finalize(gen, out)
-    click.echo(f"refined to step {info['step']} ({info['seconds']:.0f} s this run); wrote {files[0]} and {files[1].name}")
+    sharpened = ("; sharpening loss {:.4f} -> {:.4f}".format(*info["sharpen_loss"])) if "sharpen_loss" in info else ""
+    click.echo(f"refined to step {info['step']} ({info['seconds']:.0f} s this run{sharpened}); "
+               f"wrote {files[0]} and {files[1].name}")
 
 
 @main.command()
@@ -459,11 +468,13 @@ def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, 
 @click.option("--steps", default=300, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=0.1, show_default=True, type=click.FloatRange(0, min_open=True))
 @click.option("--l2", default=0.008, show_default=True, type=click.FloatRange(0), help="Weight of sum((w - w_start)^2).")
+@click.option("--clip-views", default=1, show_default=True, type=click.IntRange(1),
+              help="Average the CLIP loss over this many shifted copies of each image (against pixel patterns).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2), help="torch threads.")
 @click.option("--save-latents", type=click.Path(dir_okay=False), help="Also write the edited W+ to this .npy.")
 @click.option("--out", default="optimize.png", show_default=True, type=click.Path(dir_okay=False))
-def optimize(prompt, generator, clip_path, clip_name, seeds, latents, truncation, steps, lr, l2, threads, save_latents,
-             out):
+def optimize(prompt, generator, clip_path, clip_name, seeds, latents, truncation, steps, lr, l2, clip_views, threads,
+             save_latents, out):
     """Edit faces by optimizing their W+ towards PROMPT (method A, DESIGN §4.A); PNG grid: original | edited."""
     import numpy as np
     import torch
@@ -478,7 +489,7 @@ def optimize(prompt, generator, clip_path, clip_name, seeds, latents, truncation
     _require_suffix(save_latents, ".npy", "--save-latents")
     if not prompt.strip():
         raise ValueError("the prompt is empty; describe the edit, e.g. 'a face with purple hair'")
-    cfg = OptimizeConfig(steps=steps, lr=lr, l2=l2)
+    cfg = OptimizeConfig(steps=steps, lr=lr, l2=l2, clip_views=clip_views)
     seed_list = None if latents else parse_ints(seeds, "--seed", minimum=0)
     gen, clip = _load_generator_and_clip(generator, clip_path, clip_name)
     torch.set_num_threads(threads)
@@ -616,14 +627,16 @@ def _floats(text: str, option: str) -> list[float]:
 @click.option("--sweep-alphas", help="Method C only: evaluate every alpha x beta of these lists, e.g. 2,4,6.")
 @click.option("--sweep-betas", help="... and these betas, e.g. 0.1,0.15,0.2 (with --sweep-alphas).")
 @click.option("--steps", default=300, show_default=True, type=click.IntRange(1), help="Method A steps.")
+@click.option("--l2", default=0.008, show_default=True, type=click.FloatRange(0), help="Method A l2 weight.")
+@click.option("--clip-views", default=1, show_default=True, type=click.IntRange(1), help="Method A CLIP views.")
 @click.option("--bundle", type=click.Path(file_okay=False), help="Also run B and C through the runtime on this bundle.")
 @click.option("--demo-dir", default=str(DEMO_DIR), show_default=True, type=click.Path(file_okay=False),
               help="generator, clip, classifier, fs3.npy, s_stats.npz, mappers/.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2))
 @click.option("--out-dir", default="docs", show_default=True, type=click.Path(file_okay=False),
               help="Writes edit_quality.md and edits/<edit>.png here (not for sweeps).")
-def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas, sweep_betas, steps, bundle,
-             demo_dir, threads, out_dir):
+def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas, sweep_betas, steps, l2, clip_views,
+             bundle, demo_dir, threads, out_dir):
     """Edit quality of methods A, B, C (success, preservation, geometry drift, s/edit) as a table and pictures."""
     import torch
 
@@ -644,10 +657,14 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
         return
     default = None if alpha is None and beta is None else (
         ev.edit_math.DEFAULT_ALPHA if alpha is None else alpha, ev.edit_math.DEFAULT_BETA if beta is None else beta)
-    rows, pictures = ev.evaluate_edits(world.gen, world.classifier, edits, world.methods(chosen, default, steps, bundle),
+    from precompute.optimization import OptimizeConfig
+
+    method_a = OptimizeConfig(steps=steps, l2=l2, clip_views=clip_views)
+    rows, pictures = ev.evaluate_edits(world.gen, world.classifier, edits, world.methods(chosen, default, method_a, bundle),
                                        n, seed, truncation)
     click.echo(ev.format_table(rows))
-    context = (f"`python cli.py evaluate --methods {','.join(chosen)} -n {n} --seed {seed} --truncation {truncation}"
+    a_options = f" --steps {steps} --l2 {l2:g} --clip-views {clip_views}" if "A" in chosen else ""
+    context = (f"`python cli.py evaluate --methods {','.join(chosen)} -n {n} --seed {seed} --truncation {truncation}{a_options}"
                f"{' --bundle ' + str(bundle) if bundle else ''}`: {n} latents per edit (seed {seed}, truncation {truncation}).")
     for path in ev.write_report(out_dir, rows, pictures, context):
         click.echo(f"wrote {path}")

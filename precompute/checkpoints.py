@@ -7,6 +7,7 @@ what to do about it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import re
@@ -190,3 +191,14 @@ def load_generator(path, trust_pickle: bool = False, sha256: str | None = None) 
             raise CheckpointError(f"{path}: invalid generator config ({err})") from None
         return generator_from_state(tensors, latent_avg, str(path), config)
     return load_rosinality(path, trust_pickle, sha256)
+
+
+def model_digest(module: torch.nn.Module, *extra: torch.Tensor) -> str:
+    """sha256 of every tensor of a model (names, shapes, values): which weights a table was made with."""
+    h = hashlib.sha256()
+    items = sorted(module.state_dict().items()) + [(f"extra{i}", t) for i, t in enumerate(extra)]
+    for name, t in items:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b"")
+    return h.hexdigest()

@@ -99,7 +99,8 @@ class Optimization:
         return True
 
     def describe(self, spec: EditSpec) -> str:
-        return f"{self.cfg.steps} steps, lr {self.cfg.lr:g}, l2 {self.cfg.l2:g}"
+        views = f", {self.cfg.clip_views} views" if self.cfg.clip_views > 1 else ""
+        return f"{self.cfg.steps} steps, lr {self.cfg.lr:g}, l2 {self.cfg.l2:g}{views}"
 
     def __call__(self, wplus: torch.Tensor, spec: EditSpec) -> np.ndarray:
         from .optimization import optimize_latents
@@ -174,13 +175,12 @@ class DemoWorld:
             mappers = {p.stem: load_mapper(p) for p in sorted((d / "mappers").glob("*.json"))}
         return cls(gen, load_clip(weights=d / "clip.json"), load_classifier(d / "classifier.json"), fs3, std, mappers)
 
-    def methods(self, letters, default: tuple[float, float] | None, steps: int, bundle=None) -> list:
-        """Methods by letter; C uses `default` (alpha, beta) for every edit, or each edit's own when None."""
-        from .optimization import OptimizeConfig
-
+    def methods(self, letters, default: tuple[float, float] | None, optimize, bundle=None) -> list:
+        """Methods by letter; C uses `default` (alpha, beta) for every edit, or each edit's own when None;
+        A uses `optimize` (an OptimizeConfig)."""
         made = {"C": lambda: GlobalDirections(self.gen, self.clip, self.fs3, self.std, default),
                 "B": lambda: Mappers(self.gen, self.mappers),
-                "A": lambda: Optimization(self.gen, self.clip, OptimizeConfig(steps=steps))}
+                "A": lambda: Optimization(self.gen, self.clip, optimize)}
         methods = [made[k]() for k in letters]
         if bundle is not None:
             from runtime.editor import Editor

@@ -28,6 +28,8 @@ from tqdm import tqdm
 from runtime.files import atomic_path, sha256_file
 from runtime.stylespace import StyleSpaceLayout
 
+from .checkpoints import model_digest
+
 FORMAT_VERSION = 1
 PSI = 0.7  # StyleCLIP maps its samples with truncation 0.7 (DESIGN §4.C)
 UNIT_TOLERANCE = 1e-2  # the official table is fp16, whose rows are unit to ~1e-3
@@ -53,17 +55,6 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 def _device(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
-
-
-def model_digest(module: torch.nn.Module, *extra: torch.Tensor) -> str:
-    """sha256 of every tensor of a model (names, shapes, values): which weights a table was made with."""
-    h = hashlib.sha256()
-    items = sorted(module.state_dict().items()) + [(f"extra{i}", t) for i, t in enumerate(extra)]
-    for name, t in items:
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def _save_npz(path: Path, **arrays) -> None:

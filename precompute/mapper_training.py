@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .checkpoints import model_digest
 from .clip_model import Clip
 from .training import run_training, step_generator
 from .mapper import GROUPS, LatentMapper, MapperConfig
@@ -75,7 +76,9 @@ def train_mapper(gen: Generator, clip: Clip, cfg: MapperTrainConfig, workdir, id
         opt.step()
         return {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
 
-    hparams = dict(asdict(cfg), identity=use_id, generator=gen.config.to_dict())
+    # the weights too: a finished checkpoint made with another generator or CLIP must not be resumed
+    hparams = dict(asdict(cfg), identity=use_id, generator=gen.config.to_dict(), generator_weights=model_digest(gen),
+                   clip_weights=model_digest(clip.model))
     hparams.pop("checkpoint_every")
     info = run_training(workdir=workdir, hparams=hparams, model=mapper, optimizer=opt, steps=cfg.steps,
                         step_fn=step_fn, lr_fn=lambda step, group: cfg.lr, checkpoint_every=cfg.checkpoint_every,

@@ -32,9 +32,11 @@ class OptimizeConfig:
     lr: float = 0.1
     l2: float = 0.008
     identity: float = 0.0  # weight of L_id; used only when an identity network is given
+    clip_views: int = 1  # > 1: CLIP loss averaged over shifted copies (styleclip_losses.shifted_views)
+    seed: int = 0  # of the views' shifts
 
     def __post_init__(self):
-        if self.steps < 1 or self.lr <= 0 or self.l2 < 0 or self.identity < 0:
+        if self.steps < 1 or self.lr <= 0 or self.l2 < 0 or self.identity < 0 or self.clip_views < 1:
             raise ValueError(f"invalid optimization settings {self}")
 
 
@@ -48,12 +50,13 @@ def optimize_latents(gen: Generator, clip: Clip, prompt: str, w_start: torch.Ten
         source = gen(w_start) if identity is not None and cfg.identity > 0 else None
     w = w_start.clone().requires_grad_(True)
     opt = torch.optim.Adam([w], lr=cfg.lr)
+    shifts = torch.Generator().manual_seed(cfg.seed)
     history = []
     start = time.perf_counter()
     for step in tqdm(range(cfg.steps), desc=f"optimize {prompt!r}", disable=not progress):
         opt.param_groups[0]["lr"] = lr_at(step, cfg.steps, cfg.lr)
         images = gen(w)
-        terms = {"clip": clip_loss(clip, images, target), "l2": ((w - w_start) ** 2).sum((1, 2))}
+        terms = {"clip": clip_loss(clip, images, target, cfg.clip_views, shifts), "l2": ((w - w_start) ** 2).sum((1, 2))}
         loss = terms["clip"] + cfg.l2 * terms["l2"]
         if source is not None:
             terms["id"] = identity_loss(identity, images, source)

@@ -214,7 +214,7 @@ def test_shipped_clip(shipped_clip, heldout):
 
 
 # --- the shipped generator --------------------------------------------------------------------------
-GENERATOR_PIXEL_SUM = 8138305  # uint8 pixel sum of sample_images(gen, 4, seed=0) from the shipped file
+GENERATOR_PIXEL_SUM = 8218379  # uint8 pixel sum of sample_images(gen, 4, seed=0) from the shipped file
 
 
 @pytest.fixture(scope="module")
@@ -232,9 +232,10 @@ def test_shipped_generator(shipped_generator, shipped_classifier):
     images, _ = sample_images(shipped_generator, 4, seed=0)
     assert int(images.astype(np.int64).sum()) == pytest.approx(GENERATOR_PIXEL_SUM, abs=4 * 64 * 64 * 3 * 0.5)
     result = evaluate_generator(shipped_generator, shipped_classifier, n=100)
-    # A regression guard on what this generator learned (1000 samples: 0.954-0.998); it still misses the
-    # issue's bars on hair colour, expression and eye colour (`cli.py evaluate-demo`).
-    for name in ("hair_style", "glasses", "skin_tone", "background"):
-        assert result["intended"][name] >= 0.9, (name, result["intended"])
+    # A regression guard on what this generator learned (1000 samples: 0.907-1.0, eye colour 0.814; it
+    # still misses the issue's confidence bar and eye colour's, `cli.py evaluate-demo`).
+    for name in ("hair_color", "hair_style", "expression", "glasses", "skin_tone", "background"):
+        assert result["intended"][name] >= 0.88, (name, result["intended"])
+    assert result["intended"]["eye_color"] >= 0.75, result["intended"]
     total = sum(p.stat().st_size for p in DEMO.rglob("*") if p.is_file())
     assert total <= 40_000_000  # issue 3: everything shipped for the demo world

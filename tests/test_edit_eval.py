@@ -11,6 +11,7 @@ from precompute.clip_model import Clip, save_clip
 from precompute.demo.classifier import ClassifierConfig, build, save_classifier
 from precompute.demo.render import ATTRIBUTE_NAMES, ATTRIBUTES, GEOMETRY
 from precompute.mapper import LatentMapper, MapperConfig, save_mapper
+from precompute.optimization import OptimizeConfig
 from precompute.stylegan2 import GeneratorConfig
 from tests.conftest import make_generator
 from tests.models import CLIP_CONFIG, write_global_tables
@@ -61,7 +62,7 @@ def demo_dir(tmp_path_factory):
 
 def test_every_method_is_scored_and_pictured(demo_dir, tmp_path):
     world = ev.DemoWorld.load(demo_dir)
-    methods = world.methods(["C", "B", "A"], (4.0, 0.05), steps=2)
+    methods = world.methods(["C", "B", "A"], (4.0, 0.05), OptimizeConfig(steps=2, clip_views=2))
     edits = ev.find_edits(["purple hair", "smiling"])
     rows, pictures = ev.evaluate_edits(world.gen, world.classifier, edits, methods, n=5, examples=3, progress=False)
     # B only where a mapper was trained for the text.

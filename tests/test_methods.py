@@ -51,6 +51,17 @@ def test_batched_optimization_equals_one_at_a_time(models):
     torch.testing.assert_close(alone, w[1:2], rtol=1e-4, atol=1e-5)  # batching does not couple latents
 
 
+def test_optimization_with_views_averages_shifted_copies_per_latent(models):
+    gen, clip = load_generator(models["generator"]), load_clip(weights=models["clip"])
+    w0 = gen.wplus_from_z(torch.randn(3, gen.config.style_dim, generator=torch.Generator().manual_seed(0)), 0.7).detach()
+    cfg = OptimizeConfig(steps=20, clip_views=3)
+    w, history = optimize_latents(gen, clip, "a face with purple hair", w0, cfg, progress=False)
+    alone, _ = optimize_latents(gen, clip, "a face with purple hair", w0[1:2], cfg, progress=False)
+    torch.testing.assert_close(alone, w[1:2], rtol=1e-4, atol=1e-5)  # same shifts for every latent: still decoupled
+    one_view, _ = optimize_latents(gen, clip, "a face with purple hair", w0, OptimizeConfig(steps=20), progress=False)
+    assert not torch.allclose(w, one_view) and history[-2]["clip"] < history[0]["clip"]
+
+
 def test_mapper_training_lowers_the_loss_and_resumes(gen_clip, tmp_path):
     gen, clip = gen_clip
     cfg = MapperTrainConfig("a face with purple hair", steps=30, batch=4, checkpoint_every=10, clip_views=2)
@@ -63,6 +74,17 @@ def test_mapper_training_lowers_the_loss_and_resumes(gen_clip, tmp_path):
     assert info2["resumed_from"] == 10 and info2["history"] == info["history"]
     for a, b in zip(resumed.parameters(), mapper.parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_mapper_checkpoint_of_other_weights_is_not_resumed(models, tmp_path):
+    """Same configs, other weights (e.g. a retrained generator): the finished run must not be reused."""
+    gen, clip = load_generator(models["generator"]), load_clip(weights=models["clip"])
+    cfg = MapperTrainConfig("a face with purple hair", steps=2, batch=2, checkpoint_every=1)
+    train_mapper(gen, clip, cfg, tmp_path, progress=False)
+    with torch.no_grad():
+        next(gen.parameters()).add_(0.01)
+    with pytest.raises(ValueError, match="generator_weights"):
+        train_mapper(gen, clip, cfg, tmp_path, progress=False)
 
 
 def test_shifted_views_are_translations():

@@ -5,8 +5,10 @@ import torch
 
 from precompute.demo.render import ATTRIBUTES, GEOMETRY, feature_regions, render, sample_faces
 from precompute.demo.train_generator import (
-    DemoTraining, RefineConfig, TrainConfig, face_code, face_to_z, fit_mapping, image_loss, refine, train, z_to_face,
+    DemoTraining, RefineConfig, TrainConfig, face_code, face_to_z, fit_mapping, image_loss, margin_loss, near_ties, refine,
+    sharpen_mapping, train, widen_margins, z_to_face,
 )
+from precompute.demo.train_generator import ATTR_SIZES
 from precompute.stylegan2 import GeneratorConfig
 
 TINY = GeneratorConfig(64, 32, 2, {4: 16, 8: 16, 16: 16, 32: 8, 64: 8})
@@ -29,6 +31,43 @@ def test_prior_codes_give_the_renderers_prior():
         freq = np.bincount(attrs[:, k], minlength=len(values)) / len(z)
         np.testing.assert_allclose(freq, 1 / len(values), atol=0.015)  # uniform, as PRIOR
     assert np.all(np.abs(np.quantile(geometry, [0.25, 0.5, 0.75], axis=0).T - [0.25, 0.5, 0.75]) < 0.02)
+
+
+def block_margins(z):
+    """[N, n_attrs]: each attribute block's top entry minus its second."""
+    cols = np.cumsum([0] + ATTR_SIZES)
+    return np.stack([np.diff(np.sort(z[:, a:b], 1)[:, -2:], axis=1)[:, 0] for a, b in zip(cols[:-1], cols[1:])], 1)
+
+
+def test_widen_margins_and_near_ties_keep_the_intended_face():
+    z = np.random.default_rng(2).standard_normal((400, 128)).astype(np.float32)
+    wide, tied = widen_margins(z, 2.0), near_ties(z, np.random.default_rng(3), share=0.5)
+    for other in (wide, tied):
+        assert np.array_equal(z_to_face(other)[0], z_to_face(z)[0])
+        assert np.array_equal(other[:, sum(ATTR_SIZES):], z[:, sum(ATTR_SIZES):])  # geometry and noise dims untouched
+    m, mw, mt = block_margins(z), block_margins(wide), block_margins(tied)
+    assert np.all(mw >= 2.0 - 1e-5)
+    np.testing.assert_array_equal(mw[m >= 2.0], m[m >= 2.0])  # already clear: unchanged
+    changed = mt != m
+    assert 0.4 < changed.mean() < 0.6 and np.all(mt[changed] <= 0.05 + 1e-6) and np.all(mt > 0)
+
+
+def test_sharpening_makes_the_mapping_margin_invariant():
+    import copy
+
+    from tests.conftest import make_generator
+
+    gen = make_generator(TINY)
+    teacher = copy.deepcopy(gen.style)
+    synthesis = {k: v.clone() for k, v in gen.state_dict().items() if not k.startswith("style.")}
+    rng = np.random.default_rng(4)
+    assert margin_loss(gen, teacher, rng, 64, 0.0).item() == pytest.approx(0.0, abs=1e-10)  # nothing widened
+    assert margin_loss(gen, teacher, rng, 64, 2.0).item() > 1e-3
+    before, after = sharpen_mapping(gen, steps=200, batch=64, progress=False)
+    assert after < 0.75 * before, (before, after)
+    for k, v in gen.state_dict().items():  # the mapping only
+        if k in synthesis:
+            torch.testing.assert_close(v, synthesis[k])
 
 
 def test_face_code_is_one_hot_plus_geometry():
@@ -102,7 +141,7 @@ def test_refine_resumes_and_is_tied_to_its_init(tmp_path):
     from tests.conftest import make_generator
 
     save_generator(make_generator(TINY), tmp_path / "g")
-    cfg = RefineConfig(steps=3, batch=4, n_train=16, checkpoint_every=1)
+    cfg = RefineConfig(steps=3, batch=4, n_train=16, checkpoint_every=1, sharpen_steps=0)
     gen, info = refine(tmp_path / "full", tmp_path / "g.json", cfg, progress=False)
     assert info["step"] == 3 and all(np.isfinite(h[1]) for h in info["history"])
     refine(tmp_path / "resumed", tmp_path / "g.json", cfg, stop_at=2, progress=False)

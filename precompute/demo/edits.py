@@ -32,16 +32,16 @@ class EditSpec:
 
 # The edits issue 4 names; the texts are the demo CLIP's zero-shot phrasings. (alpha, beta): per edit, the
 # highest preservation with success >= 0.9 in `cli.py evaluate --sweep-alphas ... --sweep-betas ... -n 100`
-# on the shipped generator over alphas 0.3-10 and betas 0.1-0.65 (a larger beta keeps fewer, more
-# relevant channels, which then need a larger alpha).
+# on the shipped generator over alphas 0.5-10 and betas 0.1-0.65 (pink background: then 8-10 x 0.19-0.23;
+# alpha is capped at 10). A larger beta keeps fewer, more relevant channels, which then need a larger alpha.
 DEMO_EDITS = (
     EditSpec("purple hair", "a face with purple hair", "hair_color", "purple", alpha=5.0, beta=0.35),
-    EditSpec("blonde hair", "a face with blonde hair", "hair_color", "blonde", alpha=1.5, beta=0.15),
-    EditSpec("smiling", "a smiling face", "expression", "smiling", alpha=0.75, beta=0.35),
+    EditSpec("blonde hair", "a face with blonde hair", "hair_color", "blonde", alpha=2.0, beta=0.25),
+    EditSpec("smiling", "a smiling face", "expression", "smiling", alpha=0.5, beta=0.45),
     EditSpec("glasses", "a face with glasses", "glasses", "yes", alpha=1.5, beta=0.65),
     EditSpec("blue eyes", "a face with blue eyes", "eye_color", "blue", alpha=1.5, beta=0.55),
-    EditSpec("bald", "a bald face", "hair_style", "bald", alpha=6.0, beta=0.2),
-    EditSpec("pink background", "a face on a pink background", "background", "pink", alpha=10.0, beta=0.22),
+    EditSpec("bald", "a bald face", "hair_style", "bald", alpha=3.0, beta=0.1),
+    EditSpec("pink background", "a face on a pink background", "background", "pink", alpha=10.0, beta=0.23),
 )
 
 
