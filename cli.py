@@ -195,11 +195,11 @@ def train_generator(workdir, steps, fit_at, batch, seed, threads, stop_at, out):
 @click.option("--steps", default=3000, show_default=True, type=click.IntRange(1))
 @click.option("--feature-weight", default=8.0, show_default=True, type=click.FloatRange(0),
               help="Extra loss weight on the eyes, brows and mouth (1 + this inside their regions).")
-@click.option("--sharpen-steps", type=click.IntRange(0),
+@click.option("--sharpen-steps", default=50000, show_default=True, type=click.IntRange(0),
               help="Then this many mapping-only steps making w independent of how clearly z picks each attribute "
-                   "value (0: skip; not checkpointed: rerunning redoes only this)  [default: RefineConfig's]")
-@click.option("--margin", type=click.FloatRange(0, min_open=True),
-              help="The clear lead of an attribute block that sharpening compares with  [default: RefineConfig's]")
+                   "value (0: skip; not checkpointed: rerunning redoes only this).")
+@click.option("--margin", default=2.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="The clear lead of an attribute block that sharpening compares with.")
 @_resumable_options
 @click.option("--out", default="artifacts/demo", show_default=True, type=click.Path(file_okay=False),
               help="Where the refined generator.{safetensors,json} goes.")
@@ -210,8 +210,7 @@ def refine_generator(init, workdir, steps, feature_weight, sharpen_steps, margin
 
     if not Path(init).is_file():
         raise FileNotFoundError(f"generator not found: {init}; train it with `python cli.py train-generator`")
-    sharpen = {k: v for k, v in dict(sharpen_steps=sharpen_steps, margin=margin).items() if v is not None}
-    cfg = RefineConfig(steps=steps, feature_weight=feature_weight, seed=seed, **sharpen)
+    cfg = RefineConfig(steps=steps, feature_weight=feature_weight, sharpen_steps=sharpen_steps, margin=margin, seed=seed)
     gen, info = refine(workdir, init, cfg, threads=threads, stop_at=stop_at)
     if _stopped_early(info, steps):
         return

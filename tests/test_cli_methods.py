@@ -10,6 +10,7 @@ from PIL import Image
 
 from cli import MAPPER_GROUPS, main
 from precompute.checkpoints import load_generator
+from precompute.demo.train_generator import RefineConfig
 from precompute.mapper import GROUPS, load_mapper
 from precompute.mapper_training import MapperTrainConfig
 from precompute.optimization import OptimizeConfig
@@ -57,10 +58,12 @@ def test_option_defaults_are_the_library_defaults():
     for f in dataclasses.fields(MapperTrainConfig):
         if f.name in train:
             assert train[f.name] == f.default, f.name
-    opt = defaults("optimize")
-    for f in dataclasses.fields(OptimizeConfig):
-        if f.name in opt:
-            assert opt[f.name] == f.default, f.name
+    for command, config in (("optimize", OptimizeConfig), ("refine-generator", RefineConfig)):
+        options = defaults(command)
+        for f in dataclasses.fields(config):
+            if f.name in options:
+                assert options[f.name] == f.default, (command, f.name)
+    assert {"steps", "feature_weight", "sharpen_steps", "margin"} <= set(defaults("refine-generator"))
 
 
 def test_train_mapper_stops_resumes_and_writes_a_loadable_mapper(models, gen, tmp_path, monkeypatch):
