@@ -662,8 +662,9 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
     rows, pictures = ev.evaluate_edits(world.gen, world.classifier, edits, world.methods(chosen, default, method_a, bundle),
                                        n, seed, truncation)
     click.echo(ev.format_table(rows))
-    a_options = f" --steps {steps} --l2 {l2:g} --clip-views {clip_views}" if "A" in chosen else ""
-    context = (f"`python cli.py evaluate --methods {','.join(chosen)} -n {n} --seed {seed} --truncation {truncation}{a_options}"
+    options = f" --steps {steps} --l2 {l2:g} --clip-views {clip_views}" if "A" in chosen else ""
+    options += f" --edits '{edit_names}'" if edit_names else ""
+    context = (f"`python cli.py evaluate --methods {','.join(chosen)} -n {n} --seed {seed} --truncation {truncation}{options}"
                f"{' --bundle ' + str(bundle) if bundle else ''}`: {n} latents per edit (seed {seed}, truncation {truncation}).")
     for path in ev.write_report(out_dir, rows, pictures, context):
         click.echo(f"wrote {path}")
