@@ -707,9 +707,9 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
         names = ["demo", "ffhq"] if preset == "both" else [preset or "demo"]
         targets = [(preset_bundle(ROOT / "build" / "bench" / p, p, ExportOptions(fp16=True, torchscript=True),
                                   log=click.echo), p) for p in names]
+    only = [g.strip() for g in graphs.split(",") if g.strip()] if graphs else None
     results = []
     for folder, label in targets:
-        only = [g.strip() for g in graphs.split(",") if g.strip()] if graphs else None
         res = bench_bundle(folder, batches=sizes, repeats=repeats, warmup=warmup, threads=threads or None,
                            max_seconds=max_seconds or None, label=label, profile=profile, graphs=only,
                            edits=not only, fs3_channels=0 if only else 2, log=lambda m: click.echo(m, err=True))

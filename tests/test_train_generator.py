@@ -8,7 +8,7 @@ from precompute.demo.train_generator import (
     DemoTraining, RefineConfig, TrainConfig, face_code, face_to_z, fit_mapping, image_loss, margin_loss, near_ties, refine,
     sharpen_mapping, train, widen_margins, z_to_face,
 )
-from precompute.demo.train_generator import ATTR_SIZES
+from precompute.demo.train_generator import ATTR_DIMS, attribute_blocks
 from precompute.stylegan2 import GeneratorConfig
 
 TINY = GeneratorConfig(64, 32, 2, {4: 16, 8: 16, 16: 16, 32: 8, 64: 8})
@@ -35,8 +35,7 @@ def test_prior_codes_give_the_renderers_prior():
 
 def block_margins(z):
     """[N, n_attrs]: each attribute block's top entry minus its second."""
-    cols = np.cumsum([0] + ATTR_SIZES)
-    return np.stack([np.diff(np.sort(z[:, a:b], 1)[:, -2:], axis=1)[:, 0] for a, b in zip(cols[:-1], cols[1:])], 1)
+    return np.stack([np.diff(np.sort(block, 1)[:, -2:], axis=1)[:, 0] for block in attribute_blocks(z)], 1)
 
 
 def test_widen_margins_and_near_ties_keep_the_intended_face():
@@ -44,7 +43,7 @@ def test_widen_margins_and_near_ties_keep_the_intended_face():
     wide, tied = widen_margins(z, 2.0), near_ties(z, np.random.default_rng(3), share=0.5)
     for other in (wide, tied):
         assert np.array_equal(z_to_face(other)[0], z_to_face(z)[0])
-        assert np.array_equal(other[:, sum(ATTR_SIZES):], z[:, sum(ATTR_SIZES):])  # geometry and noise dims untouched
+        assert np.array_equal(other[:, ATTR_DIMS:], z[:, ATTR_DIMS:])  # geometry and noise dims untouched
     m, mw, mt = block_margins(z), block_margins(wide), block_margins(tied)
     assert np.all(mw >= 2.0 - 1e-5)
     np.testing.assert_array_equal(mw[m >= 2.0], m[m >= 2.0])  # already clear: unchanged
@@ -152,6 +151,24 @@ def test_refine_resumes_and_is_tied_to_its_init(tmp_path):
     save_generator(make_generator(TINY, seed=1), tmp_path / "g")  # another init: the checkpoint is not its run
     with pytest.raises(ValueError, match="init_sha256"):
         refine(tmp_path / "resumed", tmp_path / "g.json", cfg, progress=False)
+
+
+def test_refine_sharpens_after_its_image_steps_and_redoes_only_that(tmp_path):
+    import dataclasses
+
+    from precompute.checkpoints import save_generator
+    from tests.conftest import make_generator
+
+    save_generator(make_generator(TINY), tmp_path / "g")
+    cfg = RefineConfig(steps=2, batch=4, n_train=16, checkpoint_every=1, sharpen_steps=20)
+    _, stopped = refine(tmp_path / "w", tmp_path / "g.json", cfg, stop_at=1, progress=False)
+    assert "sharpen_loss" not in stopped  # only a finished refinement is sharpened
+    _, info = refine(tmp_path / "w", tmp_path / "g.json", cfg, progress=False)
+    assert info["step"] == 2 and np.all(np.isfinite(info["sharpen_loss"]))
+    # other sharpening settings reuse the finished image steps instead of refusing the checkpoint
+    _, again = refine(tmp_path / "w", tmp_path / "g.json", dataclasses.replace(cfg, sharpen_steps=40, margin=3.0),
+                      progress=False)
+    assert again["resumed_from"] == 2 and again["sharpen_loss"] != info["sharpen_loss"]
 
 
 def test_contact_sheet_pairs_samples_with_their_intended_renders(tmp_path):

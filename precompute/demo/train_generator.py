@@ -51,61 +51,58 @@ from .training import cached_dataset, cosine_lr, run_training, set_threads, step
 # StyleGAN2: the mapping has to approximate argmax boundaries sharply.
 DEMO_CONFIG = GeneratorConfig(64, 128, 8, {4: 128, 8: 128, 16: 128, 32: 64, 64: 32})
 ATTR_SIZES = [len(v) for v in ATTRIBUTES.values()]
-CODE_DIMS = sum(ATTR_SIZES) + len(GEOMETRY)  # structured dims at the start of z; the rest is noise
+ATTR_DIMS = sum(ATTR_SIZES)  # z starts with one block per attribute ...
+CODE_DIMS = ATTR_DIMS + len(GEOMETRY)  # ... then the geometry: the structured dims; the rest is noise
 
 _normal_ppf = np.vectorize(NormalDist().inv_cdf, otypes=[np.float32])
 _normal_cdf = np.vectorize(NormalDist().cdf, otypes=[np.float32])
 
 
 # --- the structured code ------------------------------------------------------------------------------
+def attribute_blocks(z: np.ndarray) -> list[np.ndarray]:
+    """Views of z's attribute blocks (the first ATTR_DIMS columns), one per attribute in ATTRIBUTES
+    order; writing to a view writes to z."""
+    ends = np.cumsum(ATTR_SIZES)
+    return [z[:, end - size : end] for size, end in zip(ATTR_SIZES, ends)]
+
+
 def face_to_z(attrs: np.ndarray, geometry: np.ndarray, rng: np.random.Generator, dim: int) -> np.ndarray:
     """z [N, dim] whose attribute blocks have their argmax at the face's values and whose geometry
     dims are Phi^-1(g): a draw from N(0, I) conditioned on the face (free dims stay N(0, 1))."""
     n = len(attrs)
     z = rng.standard_normal((n, dim)).astype(np.float32)
-    col, rows = 0, np.arange(n)
-    for k, size in enumerate(ATTR_SIZES):
-        block = z[:, col : col + size]
+    rows = np.arange(n)
+    for k, block in enumerate(attribute_blocks(z)):
         top = block.argmax(1)
         block[rows, top], block[rows, attrs[:, k]] = block[rows, attrs[:, k]], block[rows, top].copy()
-        col += size
-    z[:, col : col + len(GEOMETRY)] = _normal_ppf(np.clip(geometry, 1e-4, 1 - 1e-4))
+    z[:, ATTR_DIMS:CODE_DIMS] = _normal_ppf(np.clip(geometry, 1e-4, 1 - 1e-4))
     return z
 
 
 def widen_margins(z: np.ndarray, margin: float) -> np.ndarray:
     """z with every attribute block's top entry raised to at least `margin` above the block's second:
     the same intended face (`z_to_face`), decided by a clear margin."""
-    z, col = z.copy(), 0
-    for size in ATTR_SIZES:
-        block = z[:, col : col + size]
+    z = z.copy()
+    for block in attribute_blocks(z):
         srt = np.sort(block, 1)
         block[np.arange(len(z)), block.argmax(1)] = np.maximum(srt[:, -1], srt[:, -2] + margin)
-        col += size
     return z
 
 
 def near_ties(z: np.ndarray, rng: np.random.Generator, share: float = 0.5) -> np.ndarray:
     """z with a random `share` of its attribute blocks (same argmax) brought within 0.05 of a tie."""
-    z, col = z.copy(), 0
-    for size in ATTR_SIZES:
-        block = z[:, col : col + size]
+    z = z.copy()
+    for block in attribute_blocks(z):
         srt = np.sort(block, 1)
-        pick = rng.random(len(z)) < share
+        rows = np.flatnonzero(rng.random(len(z)) < share)
         tied = srt[:, -2] + 0.05 * rng.random(len(z)) * np.minimum(srt[:, -1] - srt[:, -2], 1)
-        rows = np.flatnonzero(pick)
         block[rows, block[rows].argmax(1)] = tied[rows]
-        col += size
     return z
 
 
 def z_to_face(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The intended (attrs [N, n_attrs], geometry [N, n_geom]) of codes z [N, dim]."""
-    attrs, col = [], 0
-    for size in ATTR_SIZES:
-        attrs.append(z[:, col : col + size].argmax(1))
-        col += size
-    return np.stack(attrs, 1), _normal_cdf(z[:, col : col + len(GEOMETRY)])
+    return np.stack([block.argmax(1) for block in attribute_blocks(z)], 1), _normal_cdf(z[:, ATTR_DIMS:CODE_DIMS])
 
 
 def face_code(attrs: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:
