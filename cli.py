@@ -625,6 +625,8 @@ def _floats(text: str, option: str) -> list[float]:
 @click.option("--beta", type=float, help="Method C threshold for every edit [each edit's own].")
 @click.option("--sweep-alphas", help="Method C only: evaluate every alpha x beta of these lists, e.g. 2,4,6.")
 @click.option("--sweep-betas", help="... and these betas, e.g. 0.1,0.15,0.2 (with --sweep-alphas).")
+@click.option("--strength", type=float, help="Method B mapper strength for every edit [each edit's own].")
+@click.option("--sweep-strengths", help="Method B only: evaluate every mapper strength of this list, e.g. 0.5,1.")
 @click.option("--steps", default=300, show_default=True, type=click.IntRange(1), help="Method A steps.")
 @click.option("--l2", default=0.008, show_default=True, type=click.FloatRange(0), help="Method A l2 weight.")
 @click.option("--clip-views", default=1, show_default=True, type=click.IntRange(1), help="Method A CLIP views.")
@@ -634,8 +636,8 @@ def _floats(text: str, option: str) -> list[float]:
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2))
 @click.option("--out-dir", default="docs", show_default=True, type=click.Path(file_okay=False),
               help="Writes edit_quality.md and edits/<edit>.png here (not for sweeps).")
-def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas, sweep_betas, steps, l2, clip_views,
-             bundle, demo_dir, threads, out_dir):
+def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas, sweep_betas, strength, sweep_strengths,
+             steps, l2, clip_views, bundle, demo_dir, threads, out_dir):
     """Edit quality of methods A, B, C (success, preservation, geometry drift, s/edit) as a table and pictures."""
     import torch
 
@@ -646,12 +648,17 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
     if not chosen or set(chosen) - {"A", "B", "C"}:
         raise click.BadParameter(f"choose from A, B, C, got {methods!r}", param_hint="--methods")
     edits = ev.find_edits([e.strip() for e in edit_names.split(",")]) if edit_names else list(ev.DEMO_EDITS)
-    world = ev.DemoWorld.load(demo_dir, need_global="C" in chosen or sweep_alphas, need_mappers="B" in chosen)
-    if sweep_alphas or sweep_betas:
-        if not (sweep_alphas and sweep_betas):
-            raise click.UsageError("--sweep-alphas and --sweep-betas go together")
-        rows = ev.sweep_global(world, edits, _floats(sweep_alphas, "--sweep-alphas"),
-                               _floats(sweep_betas, "--sweep-betas"), n, seed, truncation)
+    if bool(sweep_alphas) != bool(sweep_betas):
+        raise click.UsageError("--sweep-alphas and --sweep-betas go together")
+    world = ev.DemoWorld.load(demo_dir, need_global="C" in chosen or bool(sweep_alphas),
+                              need_mappers="B" in chosen or bool(sweep_strengths))
+    if sweep_alphas or sweep_strengths:
+        rows = []
+        if sweep_alphas:
+            rows += ev.sweep_global(world, edits, _floats(sweep_alphas, "--sweep-alphas"),
+                                    _floats(sweep_betas, "--sweep-betas"), n, seed, truncation)
+        if sweep_strengths:
+            rows += ev.sweep_mappers(world, edits, _floats(sweep_strengths, "--sweep-strengths"), n, seed, truncation)
         click.echo(ev.format_table(rows))
         return
     default = None if alpha is None and beta is None else (
@@ -659,11 +666,12 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
     from precompute.optimization import OptimizeConfig
 
     method_a = OptimizeConfig(steps=steps, l2=l2, clip_views=clip_views)
-    rows, pictures = ev.evaluate_edits(world.gen, world.classifier, edits, world.methods(chosen, default, method_a, bundle),
-                                       n, seed, truncation)
+    rows, pictures = ev.evaluate_edits(world.gen, world.classifier, edits,
+                                       world.methods(chosen, default, method_a, bundle, strength), n, seed, truncation)
     click.echo(ev.format_table(rows))
     options = f" --steps {steps} --l2 {l2:g} --clip-views {clip_views}" if "A" in chosen else ""
     options += f" --edits '{edit_names}'" if edit_names else ""
+    options += "".join(f" --{k} {v:g}" for k, v in (("alpha", alpha), ("beta", beta), ("strength", strength)) if v is not None)
     context = (f"`python cli.py evaluate --methods {','.join(chosen)} -n {n} --seed {seed} --truncation {truncation}{options}"
                f"{' --bundle ' + str(bundle) if bundle else ''}`: {n} latents per edit (seed {seed}, truncation {truncation}).")
     for path in ev.write_report(out_dir, rows, pictures, context):

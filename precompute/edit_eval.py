@@ -73,18 +73,23 @@ class Mappers:
 
     label = "B mapper"
 
-    def __init__(self, gen, mappers: dict):
+    def __init__(self, gen, mappers: dict, strength: float | None = None):
         self.gen, self.mappers = gen, {m.config.prompt.strip().lower(): m for m in mappers.values()}
+        self.strength = strength
+
+    def setting(self, spec: EditSpec) -> float:
+        """`strength` when given (sweeps, --strength), else the edit's own."""
+        return spec.strength if self.strength is None else self.strength
 
     def available(self, spec: EditSpec) -> bool:
         return spec.target.lower() in self.mappers
 
     def describe(self, spec: EditSpec) -> str:
-        return "strength 1"
+        return f"strength {self.setting(spec):g}"
 
     @torch.no_grad()
     def __call__(self, wplus: torch.Tensor, spec: EditSpec) -> np.ndarray:
-        return to_uint8(self.gen(self.mappers[spec.target.lower()].edit(wplus)))
+        return to_uint8(self.gen(self.mappers[spec.target.lower()].edit(wplus, self.setting(spec))))
 
 
 class Optimization:
@@ -113,15 +118,15 @@ class Optimization:
 class RuntimeMethod:
     """Methods B and C through the runtime (a bundle, onnxruntime): what apps embedding it get."""
 
-    def __init__(self, editor, kind: str, default: tuple[float, float] | None = None):
-        self.editor, self.kind, self.default = editor, kind, default
+    def __init__(self, editor, kind: str, default: tuple[float, float] | None = None, strength: float | None = None):
+        self.editor, self.kind, self.default, self.strength = editor, kind, default, strength
         self.label = f"{'C global' if kind == 'global' else 'B mapper'} (runtime)"
 
     def _edit(self, spec: EditSpec):
         from runtime.editor import GlobalEdit, MapperEdit
 
         if self.kind == "mapper":
-            return MapperEdit(self.editor.mapper_for(spec.target))
+            return MapperEdit(self.editor.mapper_for(spec.target), spec.strength if self.strength is None else self.strength)
         alpha, beta = self.default or (spec.alpha, spec.beta)
         return GlobalEdit(spec.target, spec.neutral, alpha, beta)
 
@@ -136,7 +141,7 @@ class RuntimeMethod:
 
     def describe(self, spec: EditSpec) -> str:
         edit = self._edit(spec)
-        return f"alpha {edit.alpha:g}, beta {edit.beta:g}" if self.kind == "global" else "strength 1"
+        return f"alpha {edit.alpha:g}, beta {edit.beta:g}" if self.kind == "global" else f"strength {edit.strength:g}"
 
     def __call__(self, wplus: torch.Tensor, spec: EditSpec) -> np.ndarray:
         return self.editor.edit(wplus.numpy(), self._edit(spec))
@@ -175,18 +180,19 @@ class DemoWorld:
             mappers = {p.stem: load_mapper(p) for p in sorted((d / "mappers").glob("*.json"))}
         return cls(gen, load_clip(weights=d / "clip.json"), load_classifier(d / "classifier.json"), fs3, std, mappers)
 
-    def methods(self, letters, default: tuple[float, float] | None, optimize, bundle=None) -> list:
-        """Methods by letter; C uses `default` (alpha, beta) for every edit, or each edit's own when None;
-        A uses `optimize` (an OptimizeConfig)."""
+    def methods(self, letters, default: tuple[float, float] | None, optimize, bundle=None,
+                strength: float | None = None) -> list:
+        """Methods by letter; C uses `default` (alpha, beta) for every edit and B `strength`, or each edit's
+        own when None; A uses `optimize` (an OptimizeConfig)."""
         made = {"C": lambda: GlobalDirections(self.gen, self.clip, self.fs3, self.std, default),
-                "B": lambda: Mappers(self.gen, self.mappers),
+                "B": lambda: Mappers(self.gen, self.mappers, strength),
                 "A": lambda: Optimization(self.gen, self.clip, optimize)}
         methods = [made[k]() for k in letters]
         if bundle is not None:
             from runtime.editor import Editor
 
             editor = Editor(bundle)
-            methods += [RuntimeMethod(editor, kind, default)
+            methods += [RuntimeMethod(editor, kind, default, strength)
                         for kind, k in (("global", "C"), ("mapper", "B")) if k in letters]
         return methods
 
@@ -196,6 +202,12 @@ def sweep_global(world: DemoWorld, edits, alphas, betas, n: int, seed: int, psi:
     cache: dict = {}
     methods = [GlobalDirections(world.gen, world.clip, world.fs3, world.std, (a, b), cache)
                for b in betas for a in alphas]
+    return evaluate_edits(world.gen, world.classifier, edits, methods, n, seed, psi, examples=0)[0]
+
+
+def sweep_mappers(world: DemoWorld, edits, strengths, n: int, seed: int, psi: float) -> list[dict]:
+    """Method B's table for every mapper strength: how the demo edits' strengths were chosen."""
+    methods = [Mappers(world.gen, world.mappers, s) for s in strengths]
     return evaluate_edits(world.gen, world.classifier, edits, methods, n, seed, psi, examples=0)[0]
 
 

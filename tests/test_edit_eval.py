@@ -89,5 +89,18 @@ def test_cli_evaluate_and_sweep(demo_dir, tmp_path):
                                   "--sweep-alphas", "2,4", "--sweep-betas", "0.05,0.99", "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert result.output.count("beta 0.05") == 2 and "beta 0.99" not in result.output  # 0.99 keeps no channel: skipped
+    result = runner.invoke(main, ["evaluate", "--edits", "purple hair", "-n", "3", "--demo-dir", str(demo_dir),
+                                  "--sweep-strengths", "0,1", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines() if line.startswith("purple hair ")]
+    assert [r[4:6] for r in rows] == [["strength", "0"], ["strength", "1"]]
+    # Strength 0 leaves every image as it was: everything preserved, no drift.
+    assert rows[0][7:9] == ["1.000", "0.0000"]
+    result = runner.invoke(main, ["evaluate", "--methods", "B", "--edits", "purple hair", "-n", "3", "--strength", "0.5",
+                                  "--threads", "1", "--demo-dir", str(demo_dir), "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "strength 0.5" in result.output and "--strength 0.5" in (out / "edit_quality.md").read_text()
+    result = runner.invoke(main, ["evaluate", "--demo-dir", str(demo_dir), "--sweep-alphas", "2"])
+    assert result.exit_code == 2 and "go together" in result.output
     result = runner.invoke(main, ["evaluate", "--demo-dir", str(tmp_path / "nothing"), "-n", "2"])
     assert result.exit_code == 2 and "error:" in result.output and "train-generator" in result.output
