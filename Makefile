@@ -33,7 +33,7 @@ demo-world: $(STAMP)
 	$(PY) cli.py fs3 --generator $(DEMO)/generator.json --clip $(DEMO)/clip.json --s-stats $(DEMO)/s_stats.npz \
 		--images 40 --workdir build/fs3-demo --out $(DEMO)/fs3.npy
 	for p in $(MAPPER_PROMPTS); do \
-		$(PY) cli.py train-mapper "$$p" --clip-views 4 --l2-weight 10 --disable coarse --steps 600 || exit 1; done
+		$(PY) cli.py train-mapper "$$p" --clip-views 4 --l2-weight 300 --disable coarse --steps 600 || exit 1; done
 	rm -rf artifacts/bundles/demo  # built from the models above, not an older set
 	$(PY) cli.py demo --out docs/demo.png
 	$(PY) cli.py evaluate --methods C,B --bundle artifacts/bundles/demo

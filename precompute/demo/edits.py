@@ -36,14 +36,13 @@ class EditSpec:
 # on the shipped generator over alphas 0.5-10 and betas 0.1-0.65 (pink background: then 8-10 x 0.19-0.23;
 # alpha is capped at 10). A larger beta keeps fewer, more relevant channels, which then need a larger alpha.
 # Mapper strength (edits with a shipped mapper): the highest preservation with success >= 0.95 (B's bar) in
-# `cli.py evaluate --methods B -n 200 --seed 1 --sweep-strengths 0.3,0.35,...,1` (seed 1: not the reported
-# latents); strength 1 where no strength reaches it. The mappers overshoot: at 1, smiling and glasses
-# succeed on every face but change 45% of the other attributes.
+# `cli.py evaluate --methods B -n 200 --seed 1 --sweep-strengths 0.8,0.9,1,1.1,1.25,1.5,1.75,2,2.25,2.5`
+# (seed 1: not the reported latents).
 DEMO_EDITS = (
-    EditSpec("purple hair", "a face with purple hair", "hair_color", "purple", alpha=5.0, beta=0.35),
+    EditSpec("purple hair", "a face with purple hair", "hair_color", "purple", alpha=5.0, beta=0.35, strength=2.0),
     EditSpec("blonde hair", "a face with blonde hair", "hair_color", "blonde", alpha=2.0, beta=0.25),
-    EditSpec("smiling", "a smiling face", "expression", "smiling", alpha=0.5, beta=0.45, strength=0.5),
-    EditSpec("glasses", "a face with glasses", "glasses", "yes", alpha=1.5, beta=0.65, strength=0.35),
+    EditSpec("smiling", "a smiling face", "expression", "smiling", alpha=0.5, beta=0.45),
+    EditSpec("glasses", "a face with glasses", "glasses", "yes", alpha=1.5, beta=0.65),
     EditSpec("blue eyes", "a face with blue eyes", "eye_color", "blue", alpha=1.5, beta=0.55),
     EditSpec("bald", "a bald face", "hair_style", "bald", alpha=3.0, beta=0.1),
     EditSpec("pink background", "a face on a pink background", "background", "pink", alpha=10.0, beta=0.23),
