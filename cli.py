@@ -650,6 +650,9 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
     edits = ev.find_edits([e.strip() for e in edit_names.split(",")]) if edit_names else list(ev.DEMO_EDITS)
     if bool(sweep_alphas) != bool(sweep_betas):
         raise click.UsageError("--sweep-alphas and --sweep-betas go together")
+    strengths = _floats(sweep_strengths, "--sweep-strengths") if sweep_strengths else []
+    for s in strengths + ([] if strength is None else [strength]):  # the runtime's range, checked before the work
+        ev.edit_math.check_range("mapper strength", s, ev.edit_math.STRENGTH_RANGE)
     world = ev.DemoWorld.load(demo_dir, need_global="C" in chosen or bool(sweep_alphas),
                               need_mappers="B" in chosen or bool(sweep_strengths))
     if sweep_alphas or sweep_strengths:
@@ -658,7 +661,7 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
             rows += ev.sweep_global(world, edits, _floats(sweep_alphas, "--sweep-alphas"),
                                     _floats(sweep_betas, "--sweep-betas"), n, seed, truncation)
         if sweep_strengths:
-            rows += ev.sweep_mappers(world, edits, _floats(sweep_strengths, "--sweep-strengths"), n, seed, truncation)
+            rows += ev.sweep_mappers(world, edits, strengths, n, seed, truncation)
         click.echo(ev.format_table(rows))
         return
     default = None if alpha is None and beta is None else (

@@ -233,7 +233,7 @@ class Editor:
     def apply_mapper(self, wplus, edit: MapperEdit) -> np.ndarray:
         if edit.name not in (self.manifest.get("mappers") or {}):
             raise ValueError(f"unknown mapper {edit.name!r}; this bundle has: {', '.join(self.mappers) or 'none'}")
-        strength = edit_math.check_range("mapper strength", edit.strength, (-5.0, 5.0))
+        strength = edit_math.check_range("mapper strength", edit.strength, edit_math.STRENGTH_RANGE)
         wplus = self.check_wplus(wplus)
         edited = self._chunked(self.manifest["mappers"][edit.name]["graph"], wplus)
         return wplus + np.float32(strength) * (edited - wplus)

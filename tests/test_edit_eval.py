@@ -102,5 +102,26 @@ def test_cli_evaluate_and_sweep(demo_dir, tmp_path):
     assert "strength 0.5" in result.output and "--strength 0.5" in (out / "edit_quality.md").read_text()
     result = runner.invoke(main, ["evaluate", "--demo-dir", str(demo_dir), "--sweep-alphas", "2"])
     assert result.exit_code == 2 and "go together" in result.output
+    result = runner.invoke(main, ["evaluate", "--demo-dir", str(demo_dir), "--methods", "B", "--strength", "10"])
+    assert result.exit_code == 2 and "mapper strength must be a number in [-5.0, 5.0]" in result.output
     result = runner.invoke(main, ["evaluate", "--demo-dir", str(tmp_path / "nothing"), "-n", "2"])
     assert result.exit_code == 2 and "error:" in result.output and "train-generator" in result.output
+
+
+def test_runtime_methods_match_pytorch_at_the_chosen_strength(demo_dir, tmp_path):
+    from export.bundle import ExportOptions, Sources, export_bundle
+
+    world = ev.DemoWorld.load(demo_dir)
+    sources = Sources(demo_dir / "generator.json", demo_dir / "clip.json", None, [demo_dir / "mappers" / "purple_hair.json"],
+                      demo_dir / "fs3.npy", demo_dir / "s_stats.npz")
+    export_bundle(tmp_path / "b", sources, ExportOptions(), progress=False)
+    spec = ev.find_edits(["purple hair"])[0]
+    wplus = ev.sample_wplus(world.gen, 4, seed=0, psi=0.7)
+    torch_b, torch_c, runtime_c, runtime_b = world.methods(["B", "C"], (4.0, 0.05), None, tmp_path / "b", strength=0.5)
+    assert runtime_b.describe(spec) == torch_b.describe(spec) == "strength 0.5"
+    for ours, theirs in ((runtime_b, torch_b), (runtime_c, torch_c)):
+        diff = np.abs(ours(wplus, spec).astype(int) - theirs(wplus, spec).astype(int))
+        assert diff.max() <= 2, f"{ours.label}: {diff.max()}"  # uint8 images; fp32 graphs agree to ~1e-5
+    # The strength reaches the runtime: the default (the edit's own, 1) gives another image.
+    _, runtime_default = world.methods(["B"], None, None, tmp_path / "b")
+    assert np.abs(runtime_default(wplus, spec).astype(int) - runtime_b(wplus, spec).astype(int)).max() > 2
