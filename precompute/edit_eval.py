@@ -26,6 +26,11 @@ from .demo.training import to_uint8
 
 
 # --- methods: W+ [N, n_latent, D] -> edited images (uint8 [N, H, W, 3]) ------------------------------------
+def describe_global(alpha: float, beta: float, neutral: str) -> str:
+    """Method C's setting as the table shows it; the neutral text only where it is not the usual "a face"."""
+    return f"alpha {alpha:g}, beta {beta:g}" + (f", from '{neutral}'" if neutral != EditSpec.neutral else "")
+
+
 class GlobalDirections:
     """Method C in PyTorch, with the runtime's edit math (one source of truth)."""
 
@@ -41,8 +46,7 @@ class GlobalDirections:
         return self.default or (spec.alpha, spec.beta)
 
     def describe(self, spec: EditSpec) -> str:
-        alpha, beta = self.setting(spec)
-        return f"alpha {alpha:g}, beta {beta:g}"
+        return describe_global(*self.setting(spec), spec.neutral)
 
     def available(self, spec: EditSpec) -> bool:
         try:
@@ -141,7 +145,7 @@ class RuntimeMethod:
 
     def describe(self, spec: EditSpec) -> str:
         edit = self._edit(spec)
-        return f"alpha {edit.alpha:g}, beta {edit.beta:g}" if self.kind == "global" else f"strength {edit.strength:g}"
+        return describe_global(edit.alpha, edit.beta, edit.neutral) if self.kind == "global" else f"strength {edit.strength:g}"
 
     def __call__(self, wplus: torch.Tensor, spec: EditSpec) -> np.ndarray:
         return self.editor.edit(wplus.numpy(), self._edit(spec))

@@ -38,6 +38,11 @@ def test_score_by_hand():
     assert row["drift"] == pytest.approx(0.1)
 
 
+def test_global_setting_names_an_unusual_neutral_text():
+    assert ev.describe_global(4.0, 0.15, "a face") == "alpha 4, beta 0.15"
+    assert ev.describe_global(10.0, 0.65, "a face with eyes") == "alpha 10, beta 0.65, from 'a face with eyes'"
+
+
 def test_unknown_edit_and_value_are_rejected():
     with pytest.raises(ValueError, match="unknown edit"):
         ev.find_edits(["green hair"])
