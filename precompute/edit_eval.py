@@ -228,10 +228,13 @@ def score(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.nda
     target = ATTRIBUTES[spec.attribute].index(spec.value)
     eligible = a0[:, k] != target
     others = [i for i in range(len(ATTRIBUTE_NAMES)) if i != k]
+    changed = (a1[:, others] != a0[:, others]).mean(0)  # per other attribute: what preservation loses
+    worst = int(np.argmax(changed))
     return {"n": int(len(a0)), "eligible": int(eligible.sum()),
             "success": float((a1[eligible, k] == target).mean()) if eligible.any() else float("nan"),
-            "preservation": float((a1[:, others] == a0[:, others]).mean()),
-            "drift": float(np.abs(g1 - g0).mean())}
+            "preservation": float(1 - changed.mean()),
+            "drift": float(np.abs(g1 - g0).mean()),
+            "most_changed": (ATTRIBUTE_NAMES[others[worst]], float(changed[worst]))}
 
 
 def sample_wplus(gen, n: int, seed: int, psi: float) -> torch.Tensor:
@@ -277,10 +280,11 @@ def meets_bar(row: dict) -> bool | None:
 
 
 def format_table(rows: list[dict], markdown: bool = False) -> str:
-    head = ["edit", "method", "setting", "success", "preservation", "geometry drift", "s/edit", "bar"]
+    head = ["edit", "method", "setting", "success", "preservation", "geometry drift", "s/edit", "bar",
+            "most changed other attribute"]
     body = [[r["edit"], r["method"], r["setting"], f"{r['success']:.3f}", f"{r['preservation']:.3f}",
-             f"{r['drift']:.4f}", f"{r['seconds']:.4f}", {True: "met", False: "MISSED", None: "-"}[meets_bar(r)]]
-            for r in rows]
+             f"{r['drift']:.4f}", f"{r['seconds']:.4f}", {True: "met", False: "MISSED", None: "-"}[meets_bar(r)],
+             "{} {:.3f}".format(*r["most_changed"])] for r in rows]
     if markdown:
         return "\n".join("| " + " | ".join(cells) + " |" for cells in [head, ["---"] * len(head), *body])
     widths = [max(len(c[i]) for c in [head, *body]) for i in range(len(head))]
@@ -299,7 +303,8 @@ def write_report(out_dir, rows: list[dict], pictures: dict, context: str) -> lis
             "success: share of the images without the target value that have it after the edit; preservation: "
             "share of the other six attributes unchanged; geometry drift: mean |change| of the seven regressed "
             "geometry values (each in [0, 1]); s/edit: wall seconds per edited image on this machine. Bars (issue 4): "
-            "C success >= 0.85 at preservation >= 0.95, B >= 0.95 / 0.95, A >= 0.95 / 0.90.", "",
+            "C success >= 0.85 at preservation >= 0.95, B >= 0.95 / 0.95, A >= 0.95 / 0.90. Most changed other attribute: "
+            "the one the edit changed on the most images, and on what share of them.", "",
             format_table(rows, markdown=True), "",
             "Examples: one row per latent; columns: the original, then each method as labelled.", ""]
     text += [f"**{name}**\n\n![{name}](edits/{slugify(name)}.png)\n" for name in pictures]

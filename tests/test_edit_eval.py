@@ -36,6 +36,7 @@ def test_score_by_hand():
     assert row["success"] == pytest.approx(2 / 3)
     assert row["preservation"] == pytest.approx(1 - 1 / 24)
     assert row["drift"] == pytest.approx(0.1)
+    assert row["most_changed"] == ("glasses", pytest.approx(1 / 4))  # what preservation lost: 1 face of 4
 
 
 def test_global_setting_names_an_unusual_neutral_text():
