@@ -19,7 +19,7 @@ from runtime import edit_math
 from runtime.files import atomic_path, slugify
 from runtime.images import grid, save_png
 
-from .demo.classifier import AttributeClassifier, predict
+from .demo.classifier import AttributeClassifier, read_attributes
 from .demo.edits import DEMO_EDITS, EditSpec, find_edits  # noqa: F401  (re-exported)
 from .demo.render import ATTRIBUTE_NAMES, ATTRIBUTES
 from .demo.training import to_uint8
@@ -42,8 +42,7 @@ class GlobalDirections:
         self.text_directions = {} if text_directions is None else text_directions  # shareable cache
 
     def setting(self, spec: EditSpec) -> tuple[float, float]:
-        """`default` when given (sweeps, --alpha/--beta), else the edit's own (alpha, beta)."""
-        return self.default or (spec.alpha, spec.beta)
+        return spec.global_setting(self.default)
 
     def describe(self, spec: EditSpec) -> str:
         return describe_global(*self.setting(spec), spec.neutral)
@@ -82,8 +81,7 @@ class Mappers:
         self.strength = strength
 
     def setting(self, spec: EditSpec) -> float:
-        """`strength` when given (sweeps, --strength), else the edit's own."""
-        return spec.strength if self.strength is None else self.strength
+        return spec.mapper_strength(self.strength)
 
     def available(self, spec: EditSpec) -> bool:
         return spec.target.lower() in self.mappers
@@ -130,9 +128,8 @@ class RuntimeMethod:
         from runtime.editor import GlobalEdit, MapperEdit
 
         if self.kind == "mapper":
-            return MapperEdit(self.editor.mapper_for(spec.target), spec.strength if self.strength is None else self.strength)
-        alpha, beta = self.default or (spec.alpha, spec.beta)
-        return GlobalEdit(spec.target, spec.neutral, alpha, beta)
+            return MapperEdit(self.editor.mapper_for(spec.target), spec.mapper_strength(self.strength))
+        return GlobalEdit(spec.target, spec.neutral, *spec.global_setting(self.default))
 
     def available(self, spec: EditSpec) -> bool:
         if self.kind == "global":
@@ -218,8 +215,8 @@ def sweep_mappers(world: DemoWorld, edits, strengths, n: int, seed: int, psi: fl
 # --- scoring --------------------------------------------------------------------------------------------
 def read_faces(classifier: AttributeClassifier, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Classifier's (attribute value indices [N, n_attr], geometry [N, n_geom] in [0, 1])."""
-    probs, geometry = predict(classifier, images)
-    return np.stack([probs[name].argmax(1).numpy() for name in ATTRIBUTE_NAMES], 1), geometry.numpy()
+    values, _, geometry = read_attributes(classifier, images)
+    return values, geometry
 
 
 def score(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray], spec: EditSpec) -> dict:

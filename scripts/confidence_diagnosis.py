@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from precompute.checkpoints import load_generator
-from precompute.demo.classifier import load_classifier, predict
+from precompute.demo.classifier import load_classifier, read_attributes
 from precompute.demo.render import ATTRIBUTE_NAMES, ATTRIBUTES, sample_dataset
 from precompute.demo.report import DEMO_DIR
 from precompute.demo.train_generator import sample_images, z_to_face
@@ -21,10 +21,9 @@ from precompute.demo.training import HELDOUT_SEED
 
 
 def read(classifier, images):
-    """(confident [N, n_attr] bool, predicted value [N, n_attr], max probability [N, n_attr])."""
-    probs, _ = predict(classifier, images)
-    top = np.stack([probs[n].max(1).values.numpy() for n in ATTRIBUTE_NAMES], 1)
-    return top >= 0.9, np.stack([probs[n].argmax(1).numpy() for n in ATTRIBUTE_NAMES], 1), top
+    """(confident [N, n_attr] bool, value read [N, n_attr])."""
+    values, probability, _ = read_attributes(classifier, images)
+    return probability >= 0.9, values
 
 
 def row(label, confident, correct=None):
@@ -40,18 +39,18 @@ def main(generator=DEMO_DIR / "generator.json", n=1000):
     print(f"1. {n} held-out renders (seed {HELDOUT_SEED}), Gaussian blur of radius r px")
     for r in (0, 0.5, 1.0, 1.5):
         blurred = np.stack([np.asarray(Image.fromarray(x).filter(ImageFilter.GaussianBlur(r))) for x in renders]) if r else renders
-        confident, predicted, _ = read(classifier, blurred)
+        confident, predicted = read(classifier, blurred)
         row(f"renders, blur {r:g}", confident, predicted == labels)
 
     gen = load_generator(generator)
     print(f"\n2. {n} samples of {generator} (seed {HELDOUT_SEED}) by truncation psi")
     for psi in (0.7, 0.85, 1.0):
-        confident, _, _ = read(classifier, sample_images(gen, n, HELDOUT_SEED, psi)[0])
+        confident, _ = read(classifier, sample_images(gen, n, HELDOUT_SEED, psi)[0])
         row(f"samples, psi {psi:g}", confident)
 
     images, z = sample_images(gen, n, HELDOUT_SEED)
     intended, _ = z_to_face(z)
-    confident, predicted, _ = read(classifier, images)
+    confident, predicted = read(classifier, images)
     eye, glasses = ATTRIBUTE_NAMES.index("eye_color"), ATTRIBUTE_NAMES.index("glasses")
     values = ATTRIBUTES["eye_color"]
     print("\n3. eye colour of the psi-1 samples: intended (rows) vs read by the classifier (columns)")

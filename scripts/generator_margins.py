@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from precompute.checkpoints import load_generator
-from precompute.demo.classifier import load_classifier, predict
+from precompute.demo.classifier import load_classifier, read_attributes
 from precompute.demo.render import ATTRIBUTE_NAMES
 from precompute.demo.report import DEMO_DIR
 from precompute.demo.train_generator import DEMO_CONFIG, DemoTraining, attribute_blocks, face_code, sample_images, z_to_face
@@ -22,10 +22,8 @@ BINS = (0, 0.25, 0.5, 1.0, np.inf)
 
 
 def read(classifier, images, intended):
-    probs, _ = predict(classifier, images)
-    confident = np.stack([probs[n].max(1).values.numpy() >= 0.9 for n in ATTRIBUTE_NAMES], 1)
-    agree = np.stack([probs[n].argmax(1).numpy() for n in ATTRIBUTE_NAMES], 1) == intended
-    return confident, agree
+    values, probability, _ = read_attributes(classifier, images)
+    return probability >= 0.9, values == intended
 
 
 def main(generator, workdir=None, n=1000):

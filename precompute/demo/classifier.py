@@ -139,6 +139,15 @@ def predict(model: AttributeClassifier, images, batch: int = 256) -> tuple[dict[
     return {name: torch.cat(p) for name, p in probs.items()}, torch.cat(geometry)
 
 
+def read_attributes(model: AttributeClassifier, images, batch: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the classifier reads from `images`: each attribute's most probable value index and that
+    value's probability ([N, n_attr] each, ATTRIBUTE_NAMES order), and the geometry [N, G] in [0, 1]."""
+    probs, geometry = predict(model, images, batch)
+    top = [probs[name].max(1) for name in ATTRIBUTE_NAMES]
+    return (np.stack([t.indices.numpy() for t in top], 1), np.stack([t.values.numpy() for t in top], 1),
+            geometry.numpy())
+
+
 def r2_scores(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Coefficient of determination per column."""
     ss_res = ((pred - target) ** 2).sum(0)
@@ -150,10 +159,9 @@ def evaluate_classifier(model: AttributeClassifier, n: int = 2000, seed: int = H
     """Accuracy per attribute and R^2 per geometry value on `n` held-out renders (or `data` =
     (images, labels, geometry)). Returns {"accuracy": {...}, "r2": {...}, "r2_mean": float, "n": n}."""
     images, labels, geometry = data if data is not None else sample_dataset(n, seed)
-    probs, geo = predict(model, images)
-    accuracy = {name: float((probs[name].argmax(1).numpy() == labels[:, i]).mean())
-                for i, name in enumerate(ATTRIBUTE_NAMES)}
-    r2 = r2_scores(geo.numpy().astype(np.float64), geometry.astype(np.float64))
+    values, _, geo = read_attributes(model, images)
+    accuracy = {name: float((values[:, i] == labels[:, i]).mean()) for i, name in enumerate(ATTRIBUTE_NAMES)}
+    r2 = r2_scores(geo.astype(np.float64), geometry.astype(np.float64))
     return {"n": len(images), "accuracy": accuracy, "r2": dict(zip(GEOMETRY_NAMES, map(float, r2))),
             "r2_mean": float(r2.mean())}
 

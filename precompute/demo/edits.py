@@ -26,6 +26,14 @@ class EditSpec:
         if self.value not in ATTRIBUTES.get(self.attribute, ()):
             raise ValueError(f"{self.attribute}={self.value} is not an attribute value of the demo world")
 
+    def global_setting(self, override: tuple[float, float] | None = None) -> tuple[float, float]:
+        """Method C's (alpha, beta): `override` when given (sweeps, --alpha/--beta), else the edit's own."""
+        return override or (self.alpha, self.beta)
+
+    def mapper_strength(self, override: float | None = None) -> float:
+        """Method B's strength: `override` when given (sweeps, --strength), else the edit's own."""
+        return self.strength if override is None else override
+
     @property
     def slug(self) -> str:
         return slugify(self.name)

@@ -46,16 +46,15 @@ def evaluate_generator(gen, classifier, clip=None, n: int = 1000, seed: int = HE
     against the renderer's prior, agreement with the intended face `z_to_face(z)`, CLIP zero-shot."""
     import numpy as np
 
-    from .classifier import predict
+    from .classifier import read_attributes
     from .render import PRIOR
     from .train_clip import zero_shot_eval
     from .train_generator import sample_images, z_to_face
 
     images, z = sample_images(gen, n, seed)
-    probs, _ = predict(classifier, images)
+    predicted, probability, _ = read_attributes(classifier, images)
     intended, _ = z_to_face(z)
-    confident = np.stack([probs[name].max(1).values.numpy() >= 0.9 for name in ATTRIBUTE_NAMES], 1)
-    predicted = np.stack([probs[name].argmax(1).numpy() for name in ATTRIBUTE_NAMES], 1)
+    confident = probability >= 0.9
     agree = predicted == intended
     freq = {name: (np.bincount(predicted[:, k], minlength=len(PRIOR[name])) / n / np.array(PRIOR[name])).tolist()
             for k, name in enumerate(ATTRIBUTE_NAMES)}
