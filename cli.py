@@ -87,21 +87,25 @@ def import_mapper(checkpoint, output, trust_pickle):
 @click.option("--torchscript", is_flag=True, help="Also write TorchScript variants.")
 @click.option("--tensorrt", is_flag=True, help="Also build TensorRT engines (needs tensorrt and a GPU).")
 @click.option("--image-encoder", is_flag=True, help="Also export the CLIP image encoder.")
+@click.option("--edit-settings", type=click.Path(dir_okay=False),
+              help='JSON of tuned settings per prompt, e.g. {"a face with purple hair": {"neutral": "a face", '
+                   '"alpha": 5, "beta": 0.35, "strength": 2}}: what `edit` uses when not told.')
 @click.option("--trust-pickle", is_flag=True, help="Allow full unpickling of checkpoints (trusted files only).")
 def export_cmd(generator, clip_path, clip_name, mappers, fs3, s_stats, out, fp16, torchscript, tensorrt,
-               image_encoder, trust_pickle):
+               image_encoder, edit_settings, trust_pickle):
     """Export models into one bundle. With no model options: the demo world from artifacts/demo."""
     from export.bundle import ExportOptions, Sources, demo_sources, export_bundle
 
     if generator is None and clip_path is None:
-        if mappers or fs3 or s_stats:
-            raise click.UsageError("--mapper/--fs3/--s-stats need --generator and --clip")
+        if mappers or fs3 or s_stats or edit_settings:
+            raise click.UsageError("--mapper/--fs3/--s-stats/--edit-settings need --generator and --clip")
         src = demo_sources(DEMO_DIR)
     elif generator is None or clip_path is None:
         raise click.UsageError("pass both --generator and --clip (or neither, for the demo world)")
     else:
         src = Sources(Path(generator), Path(clip_path), clip_name, [Path(m) for m in mappers],
-                      Path(fs3) if fs3 else None, Path(s_stats) if s_stats else None, trust_pickle)
+                      Path(fs3) if fs3 else None, Path(s_stats) if s_stats else None, trust_pickle,
+                      read_json(edit_settings, "--edit-settings") if edit_settings else {})
     out = Path(out) if out else DEFAULT_BUNDLE
     start = time.perf_counter()
     manifest = export_bundle(out, src, ExportOptions(fp16, torchscript, tensorrt, image_encoder))
@@ -126,6 +130,15 @@ def validate(bundle, batches, seed):
         click.echo("validation FAILED", err=True)
         sys.exit(1)
     click.echo("validation passed")
+
+
+def read_json(path: str, option: str):
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise click.BadParameter(f"cannot read {path} as JSON ({err})", param_hint=option) from None
 
 
 def parse_ints(text: str, option: str, minimum: int = 1) -> list[int]:
@@ -226,17 +239,19 @@ def refine_generator(init, workdir, steps, feature_weight, sharpen_steps, margin
 @click.option("--latents", type=click.Path(dir_okay=False), help="A .npy of W+ latents [N, n_latent, style_dim] instead of seeds.")
 @click.option("--method", type=click.Choice(["global", "mapper"]), default="global", show_default=True)
 @click.option("--mapper", "mapper_name", help="Mapper name for --method mapper (default: the one trained for PROMPT).")
-@click.option("--neutral", default="a face", show_default=True, help="Neutral text of a global-direction edit.")
-@click.option("--alpha", type=float, help="Strength: alpha of a global edit [4.1], mapper strength [1.0].")
-@click.option("--beta", default="0.15", show_default=True, help="Disentanglement threshold, or 'auto'.")
+@click.option("--neutral", help="Neutral text of a global-direction edit [the bundle's tuned one for PROMPT, else 'a face'].")
+@click.option("--alpha", type=float, help="Strength: alpha of a global edit, mapper strength [the bundle's tuned "
+                                          "setting for PROMPT, else alpha 4.1 / strength 1].")
+@click.option("--beta", help="Disentanglement threshold, or 'auto' [the bundle's tuned one for PROMPT, else 0.15].")
 @click.option("--sweep", help="Comma-separated strengths: one column each, e.g. -4,0,4,8.")
 @click.option("--truncation", type=float, help="Truncation psi for seeds [bundle default].")
 @click.option("--out", default="edit.png", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--bundle", type=click.Path(file_okay=False), help="Bundle folder [artifacts/bundles/demo].")
 def edit(prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, sweep, truncation, out, bundle):
-    """Edit faces with a sentence and write a PNG grid: original | edited, one row per face."""
-    from runtime.edit_math import DEFAULT_ALPHA
-    from runtime.editor import Editor, GlobalEdit, MapperEdit
+    """Edit faces with a sentence and write a PNG grid: original | edited, one row per face.
+
+    Settings not given come from the bundle's tuned settings for PROMPT (`edit_settings` in its manifest)."""
+    from runtime.editor import Editor
     from runtime.files import load_latents
     from runtime.images import grid, save_png
 
@@ -244,23 +259,28 @@ def edit(prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, swee
         raise click.BadParameter("must end in .png", param_hint="--out")
     if mapper_name and method != "mapper":
         raise click.UsageError("--mapper selects a mapper for --method mapper; add --method mapper")
+    if method == "mapper" and (neutral or beta):
+        raise click.UsageError("--neutral and --beta are settings of --method global")
     editor = Editor(Path(bundle) if bundle else DEFAULT_BUNDLE)
     if latents:
         wplus = editor.check_wplus(load_latents(latents))
     else:
         wplus = editor.sample(parse_ints(seeds, "--seed", minimum=0), truncation)
-    default = DEFAULT_ALPHA if method == "global" else 1.0
-    strengths = parse_floats(sweep, "--sweep") if sweep else [default if alpha is None else alpha]
+    strengths = parse_floats(sweep, "--sweep") if sweep else [alpha]
     if method == "global":
-        beta_value = None if beta == "auto" else parse_floats(beta, "--beta")[0]
-        edits = [GlobalEdit(editor.check_prompt(prompt), neutral, a, beta_value) for a in strengths]
+        given = {"neutral": neutral} if neutral else {}
+        if beta is not None:
+            given["beta"] = None if beta == "auto" else parse_floats(beta, "--beta")[0]
+        edits = [editor.global_edit(prompt, **given, **({} if a is None else {"alpha": a})) for a in strengths]
+        titles = [f"alpha {e.alpha:g}" for e in edits]
+        setting = f"from {edits[0].neutral!r}, beta {'auto' if edits[0].beta is None else f'{edits[0].beta:g}'}"
     else:
-        name = mapper_name or editor.mapper_for(prompt)
-        edits = [MapperEdit(name, a) for a in strengths]
+        edits = [editor.mapper_edit(mapper_name or prompt, a) for a in strengths]
+        titles = [f"strength {e.strength:g}" for e in edits]
+        setting = f"mapper {edits[0].name!r}"
     rows = editor.comparison(wplus, [[e] for e in edits])
-    titles = ["original"] + [f"{'alpha' if method == 'global' else 'strength'} {a:g}" for a in strengths]
-    save_png(grid(rows, titles, scale=max(1, 128 // rows[0][0].shape[0])), out)
-    click.echo(f"wrote {out} ({len(rows)} faces, {len(edits)} edit column(s))")
+    save_png(grid(rows, ["original"] + titles, scale=max(1, 128 // rows[0][0].shape[0])), out)
+    click.echo(f"wrote {out} ({len(rows)} faces; {setting}; {', '.join(titles)})")
 
 
 # --- global directions: S statistics and the fs3 relevance table (precompute/global_directions.py) ---
@@ -739,7 +759,7 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
 def demo(ctx, out, seeds):
     """The main job: build the demo bundle if missing (export + validate), then a grid of text edits."""
     from precompute.demo.edits import DEMO_EDITS
-    from runtime.editor import Editor, GlobalEdit
+    from runtime.editor import Editor
     from runtime.images import grid, save_png
 
     if not (DEFAULT_BUNDLE / "manifest.json").is_file():
@@ -748,7 +768,7 @@ def demo(ctx, out, seeds):
         ctx.invoke(validate)
     editor = Editor(DEFAULT_BUNDLE)
     wplus = editor.sample(parse_ints(seeds, "--seed", minimum=0))
-    rows = editor.comparison(wplus, [[GlobalEdit(e.target, e.neutral, e.alpha, e.beta)] for e in DEMO_EDITS])
+    rows = editor.comparison(wplus, [[editor.global_edit(e.target)] for e in DEMO_EDITS])  # the bundle's tuned settings
     save_png(grid(rows, ["original"] + [e.name for e in DEMO_EDITS], scale=2), out)
     click.echo(f"wrote {out}: {len(rows)} faces x {len(DEMO_EDITS)} global-direction edits")
 

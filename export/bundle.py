@@ -22,6 +22,7 @@ from precompute.clip_model import load_clip
 from precompute.mapper import load_mapper
 from runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST
 from runtime.edit_math import DEFAULT_ALPHA, DEFAULT_BETA, TEMPLATES
+from runtime.edit_settings import check_edit_settings
 from runtime.files import atomic_path, sha256_file, slugify
 
 from . import __version__
@@ -43,6 +44,7 @@ class Sources:
     fs3: Path | None = None  # [rows, embed_dim] .npy
     s_stats: Path | None = None  # .npz with flat `mean` and `std` over all style channels
     trust_pickle: bool = False
+    edit_settings: dict = field(default_factory=dict)  # tuned settings per prompt (runtime/edit_settings.py)
 
 
 @dataclass
@@ -63,7 +65,10 @@ class Models:
 
 
 def demo_sources(demo_dir: Path) -> Sources:
-    """The shipped demo world (artifacts/demo): generator, CLIP, mappers and global-direction tables."""
+    """The shipped demo world (artifacts/demo): generator, CLIP, mappers, global-direction tables and the
+    demo edits' tuned settings (precompute/demo/edits.py)."""
+    from precompute.demo.edits import DEMO_EDITS
+
     need = {"generator": demo_dir / "generator.json", "CLIP": demo_dir / "clip.json"}
     for what, path in need.items():
         if not path.is_file():
@@ -72,7 +77,8 @@ def demo_sources(demo_dir: Path) -> Sources:
     fs3, stats = demo_dir / "fs3.npy", demo_dir / "s_stats.npz"
     has_gd = fs3.is_file() and stats.is_file()
     return Sources(need["generator"], need["CLIP"], None, sorted((demo_dir / "mappers").glob("*.json")),
-                   fs3 if has_gd else None, stats if has_gd else None)
+                   fs3 if has_gd else None, stats if has_gd else None,
+                   edit_settings={e.target: e.tuned_settings() for e in DEMO_EDITS})
 
 
 def mapper_name(path: Path) -> str:
@@ -83,6 +89,7 @@ def mapper_name(path: Path) -> str:
 
 
 def load_sources(src: Sources) -> Models:
+    check_edit_settings(src.edit_settings)  # a mistake there fails before the slow loading
     gen = load_generator(src.generator, trust_pickle=src.trust_pickle)
     clip = load_clip(src.clip_name, src.clip, trust_pickle=src.trust_pickle)
     mappers = {}
@@ -216,6 +223,7 @@ def build_manifest(models: Models, src: Sources, options, graphs, files, tables,
             for name, m in models.mappers.items()
         },
         "defaults": {"alpha": DEFAULT_ALPHA, "beta": DEFAULT_BETA, "truncation": TRUNCATION},
+        "edit_settings": check_edit_settings(src.edit_settings),
         "graphs": graphs,
         "files": files,
         "validation": None,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .edit_settings import check_edit_settings
 from .files import sha256_file
 from .tokenizer import trim_padding
 
@@ -82,6 +83,10 @@ def _structure_problem(m: dict) -> str | None:
             return f"mapper {name!r} lacks its 'prompt' or its graph"
     if m.get("global_directions") and not {"fs3", "s_std"} <= set(m["tables"]):
         return "it lists global directions but lacks the 'fs3' or 's_std' table"
+    try:
+        check_edit_settings(m.get("edit_settings") or {})  # optional section
+    except ValueError as err:
+        return f"its 'edit_settings' section is invalid ({err})"
     return None
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import edit_math
 from .bundle import BundleError, load_table, read_manifest, text_tokens, verify_file
+from .edit_settings import prompt_key
 from .stylespace import StyleSpaceLayout
 from .tokenizer import ClipTokenizer
 
@@ -100,6 +101,10 @@ class Editor:
     @property
     def mappers(self) -> list[str]:
         return sorted(self.manifest.get("mappers") or {})
+
+    def tuned_settings(self, prompt: str) -> dict:
+        """The bundle's tuned settings for `prompt` (neutral/alpha/beta/strength; runtime/edit_settings.py), {} if none."""
+        return dict((self.manifest.get("edit_settings") or {}).get(prompt_key(prompt), {}))
 
     @property
     def has_global_directions(self) -> bool:
@@ -228,7 +233,21 @@ class Editor:
             if prompt.strip().lower() in (name, info["prompt"].strip().lower()):
                 return name
         known = ", ".join(f"{name} ({info['prompt']!r})" for name, info in mappers.items()) or "none"
-        raise ValueError(f"no mapper was trained for {prompt!r}; this bundle has: {known}")
+        raise ValueError(f"no mapper is named or was trained for {prompt!r}; this bundle has: {known}")
+
+    def global_edit(self, target: str, **given) -> GlobalEdit:
+        """A global-direction edit of `target`: each setting in `given` (neutral, alpha, beta; beta None = auto),
+        else the bundle's tuned one for this prompt, else GlobalEdit's default."""
+        tuned = self.tuned_settings(target)
+        return GlobalEdit(self.check_prompt(target, "target text"),
+                          **{k: tuned[k] for k in ("neutral", "alpha", "beta") if k in tuned} | given)
+
+    def mapper_edit(self, prompt: str, strength: float | None = None) -> MapperEdit:
+        """The mapper trained for `prompt` (or named so) at `strength`, else the bundle's tuned strength, else 1."""
+        name = self.mapper_for(prompt)
+        if strength is None:
+            strength = self.tuned_settings(self.manifest["mappers"][name]["prompt"]).get("strength", 1.0)
+        return MapperEdit(name, strength)
 
     def apply_mapper(self, wplus, edit: MapperEdit) -> np.ndarray:
         if edit.name not in (self.manifest.get("mappers") or {}):

@@ -39,6 +39,11 @@ def write_random_models(folder: Path) -> dict[str, Path]:
             "fs3": folder / "fs3.npy", "s_stats": folder / "s_stats.npz"}
 
 
+# Tuned settings the shared test bundle records (runtime/edit_settings.py): one global edit, the mapper's strength.
+EDIT_SETTINGS = {"A face with  blue hair": {"neutral": "a face with hair", "alpha": 2.0, "beta": 0.1},
+                 "purple hair": {"strength": 0.5}}
+
+
 def sources(models: dict[str, Path], mappers: bool = True) -> Sources:
     return Sources(models["generator"], models["clip"], None, [models["mapper"]] if mappers else [],
-                   models["fs3"], models["s_stats"])
+                   models["fs3"], models["s_stats"], edit_settings=EDIT_SETTINGS)

@@ -1,5 +1,6 @@
 """The torch-free runtime: parity with the PyTorch pipeline, caching, thread safety, CLI errors."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -122,6 +123,64 @@ def test_cli_edit_writes_grid(bundle, tmp_path):
     assert res.returncode == 0, res.stderr
 
 
+def test_tuned_settings_fill_what_the_caller_leaves_out(editor):
+    # tests/models.EDIT_SETTINGS: "A face with  blue hair" -> neutral 'a face with hair', alpha 2, beta 0.1; "purple hair" strength 0.5
+    assert editor.global_edit("a face with BLUE hair") == GlobalEdit("a face with BLUE hair", "a face with hair", 2.0, 0.1)
+    assert editor.global_edit("a face with blue hair", alpha=-1.0, beta=None) == \
+        GlobalEdit("a face with blue hair", "a face with hair", -1.0, None)  # given settings win, beta None = auto
+    assert editor.global_edit("a smiling face") == GlobalEdit("a smiling face")  # no tuned settings: the defaults
+    assert editor.mapper_edit("purple hair") == MapperEdit("purple_hair", 0.5)  # by prompt ...
+    assert editor.mapper_edit("purple_hair") == MapperEdit("purple_hair", 0.5)  # ... or by name
+    assert editor.mapper_edit("purple hair", 2.0) == MapperEdit("purple_hair", 2.0)
+
+
+def test_cli_edit_uses_the_bundles_tuned_settings(bundle, tmp_path):
+    for sub in "tedm":
+        (tmp_path / sub).mkdir()
+    tuned, tuned_png = run_edit(bundle, tmp_path / "t", "a face with blue hair", "--seed", "1")
+    assert tuned.returncode == 0, tuned.stderr
+    assert "from 'a face with hair', beta 0.1; alpha 2" in tuned.stdout
+    explicit, explicit_png = run_edit(bundle, tmp_path / "e", "a face with blue hair", "--seed", "1", "--neutral",
+                                      "a face with hair", "--alpha", "2", "--beta", "0.1")
+    assert explicit.returncode == 0 and explicit_png.read_bytes() == tuned_png.read_bytes()
+    default, default_png = run_edit(bundle, tmp_path / "d", "a face with blue hair", "--seed", "1", "--neutral", "a face",
+                                    "--alpha", "4.1", "--beta", "0.15")
+    assert default.returncode == 0 and default_png.read_bytes() != tuned_png.read_bytes()
+    mapper, _ = run_edit(bundle, tmp_path / "m", "purple hair", "--method", "mapper", "--seed", "1")
+    assert mapper.returncode == 0 and "mapper 'purple_hair'; strength 0.5" in mapper.stdout, mapper.stdout
+
+
+@pytest.mark.parametrize("settings,message", [
+    ([1, 2], "must map prompts to settings"),
+    ({"  ": {"alpha": 1}}, "is not a prompt"),
+    ({"a face": 3}, "must be an object"),
+    ({"a face": {"alpah": 1}}, r"unknown key\(s\) \['alpah'\]; allowed: neutral, alpha, beta, strength"),
+    ({"a face": {"neutral": ""}}, "'neutral' must be a non-empty text"),
+    ({"a face": {"alpha": "4"}}, "alpha must be a number, got '4'"),
+    ({"a face": {"beta": True}}, "beta must be a number"),
+    ({"a face": {"alpha": 11}}, r"alpha must be a number in \[-10.0, 10.0\], got 11"),
+    ({"a face": {"strength": float("nan")}}, "strength must be a number in"),
+    ({"A face": {}, "a  face": {}}, "list 'a  face' twice"),
+])
+def test_bad_edit_settings_are_refused(settings, message):
+    from runtime.edit_settings import check_edit_settings
+
+    with pytest.raises(ValueError, match=message):
+        check_edit_settings(settings)
+
+
+def test_export_rejects_bad_edit_settings_before_any_work(models, tmp_path):
+    bad = tmp_path / "settings.json"
+    for content, message in (("{not json", "cannot read .* as JSON"), ('{"a face": {"alpha": 50}}', "alpha must be a number in")):
+        bad.write_text(content)
+        res = subprocess.run([sys.executable, str(ROOT / "cli.py"), "export", "--generator", str(models["generator"]),
+                              "--clip", str(models["clip"]), "--edit-settings", str(bad), "--out", str(tmp_path / "b")],
+                             capture_output=True, text=True, cwd=ROOT)
+        assert res.returncode == 2 and "Traceback" not in res.stderr and "error" in res.stderr.lower(), res.stderr
+        assert re.search(message, res.stderr), res.stderr
+        assert not (tmp_path / "b").exists()
+
+
 def _broken(bundle, tmp_path, change):
     work = tmp_path / "broken"
     shutil.copytree(bundle, work)
@@ -132,13 +191,14 @@ def _broken(bundle, tmp_path, change):
 @pytest.mark.parametrize("case,args,message", [
     ("empty prompt", ["  "], "is empty"),
     ("long prompt", ["a face with " + "very " * 80 + "long hair"], "too long"),
-    ("unknown mapper", ["a face with blue hair", "--method", "mapper"], "no mapper was trained for .* purple_hair"),
+    ("unknown mapper", ["a face with blue hair", "--method", "mapper"], "no mapper is named or was trained for .* purple_hair"),
     ("alpha", ["a smiling face", "--alpha", "50"], r"alpha must be a number in \[-10.0, 10.0\]"),
     ("beta", ["a smiling face", "--beta", "0.99"], "no style channel reaches beta=0.99.*use beta <="),
     ("beta range", ["a smiling face", "--beta", "-1"], "beta must be"),
     ("seed", ["a smiling face", "--seed", "x"], "comma-separated integers"),
-    ("mapper name", ["purple hair", "--method", "mapper", "--mapper", "bogus"], "unknown mapper 'bogus'; this bundle has: purple_hair"),
+    ("mapper name", ["purple hair", "--method", "mapper", "--mapper", "bogus"], "no mapper is named or was trained for 'bogus'; this bundle has: purple_hair"),
     ("mapper without method", ["purple hair", "--mapper", "purple_hair"], "add --method mapper"),
+    ("global option with mapper", ["purple hair", "--method", "mapper", "--beta", "0.2"], "settings of --method global"),
     ("sweep value", ["a smiling face", "--sweep", "-4,x,4"], "expected comma-separated numbers, got '-4,x,4'"),
     ("sweep range", ["a smiling face", "--sweep", "0,50"], r"alpha must be a number in \[-10.0, 10.0\], got 50"),
 ])
@@ -230,6 +290,7 @@ def _drop(*keys):
     (_drop("graphs", "text_encoder"), "lacks the graph.* text_encoder"),
     (_drop("files", "<first>", "size"), "file entry .* lacks 'size' or 'sha256'"),
     (_drop("files", "<first>", "sha256"), "file entry .* lacks 'size' or 'sha256'"),
+    (lambda m: m["edit_settings"]["purple hair"].update(strength=9), r"'edit_settings' section is invalid .*strength must be"),
 ])
 def test_incomplete_manifest_is_a_bundle_error(bundle, tmp_path, change, missing):
     from runtime.bundle import BundleError, read_manifest

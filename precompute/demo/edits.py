@@ -20,7 +20,7 @@ class EditSpec:
     neutral: str = "a face"
     alpha: float = 4.1  # method C (global directions): strength ...
     beta: float = 0.15  # ... and threshold, chosen with `cli.py evaluate --sweep-alphas ... --sweep-betas ...`
-    strength: float = 1.0  # method B (mapper): scale of its W+ offset, chosen with `--sweep-strengths ...`
+    strength: float | None = None  # method B (mapper): scale of its W+ offset, chosen with `--sweep-strengths ...`
 
     def __post_init__(self):
         if self.value not in ATTRIBUTES.get(self.attribute, ()):
@@ -31,8 +31,13 @@ class EditSpec:
         return override or (self.alpha, self.beta)
 
     def mapper_strength(self, override: float | None = None) -> float:
-        """Method B's strength: `override` when given (sweeps, --strength), else the edit's own."""
-        return self.strength if override is None else override
+        """Method B's strength: `override` when given (sweeps, --strength), else the edit's own (1 if untuned)."""
+        return override if override is not None else 1.0 if self.strength is None else self.strength
+
+    def tuned_settings(self) -> dict:
+        """What the demo bundle records for this edit's prompt (runtime/edit_settings.py)."""
+        tuned = {"neutral": self.neutral, "alpha": self.alpha, "beta": self.beta}
+        return tuned if self.strength is None else {**tuned, "strength": self.strength}
 
     @property
     def slug(self) -> str:
@@ -52,8 +57,8 @@ class EditSpec:
 DEMO_EDITS = (
     EditSpec("purple hair", "a face with purple hair", "hair_color", "purple", alpha=5.0, beta=0.35, strength=2.0),
     EditSpec("blonde hair", "a face with blonde hair", "hair_color", "blonde", alpha=2.0, beta=0.25),
-    EditSpec("smiling", "a smiling face", "expression", "smiling", alpha=0.5, beta=0.45),
-    EditSpec("glasses", "a face with glasses", "glasses", "yes", alpha=1.5, beta=0.65),
+    EditSpec("smiling", "a smiling face", "expression", "smiling", alpha=0.5, beta=0.45, strength=1.0),
+    EditSpec("glasses", "a face with glasses", "glasses", "yes", alpha=1.5, beta=0.65, strength=1.0),
     EditSpec("blue eyes", "a face with blue eyes", "eye_color", "blue", "a face with eyes", alpha=10.0, beta=0.65),
     EditSpec("bald", "a bald face", "hair_style", "bald", alpha=3.0, beta=0.1),
     EditSpec("pink background", "a face on a pink background", "background", "pink", "a face on a background",
