@@ -767,6 +767,9 @@ def demo(ctx, out, seeds):
         ctx.invoke(export_cmd)
         ctx.invoke(validate)
     editor = Editor(DEFAULT_BUNDLE)
+    if not editor.manifest.get("edit_settings"):
+        click.echo(f"note: {DEFAULT_BUNDLE} records no tuned edit settings (exported by an older toolkit), so the "
+                   "edits use the defaults; `python cli.py export` rebuilds it with the measured ones")
     wplus = editor.sample(parse_ints(seeds, "--seed", minimum=0))
     rows = editor.comparison(wplus, [[editor.global_edit(e.target)] for e in DEMO_EDITS])  # the bundle's tuned settings
     save_png(grid(rows, ["original"] + [e.name for e in DEMO_EDITS], scale=2), out)

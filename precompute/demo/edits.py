@@ -52,13 +52,13 @@ class EditSpec:
 # did better in that sweep; their (alpha, beta) come from a second sweep on held-out latents (--seed 1, N 200).
 # ("a face with hair" did worse for the hair edits.)
 # Mapper strength (edits with a shipped mapper): the highest preservation with success >= 0.95 (B's bar) in
-# `cli.py evaluate --methods B -n 200 --seed 1 --sweep-strengths 0.8,0.9,1,1.1,1.25,1.5,1.75,2,2.25,2.5`
-# (seed 1: not the reported latents).
+# `cli.py evaluate --methods B -n 1000 --seed 1 --sweep-strengths 0.8,1,1.25,1.5,1.75,2,2.25,2.5,3,3.5,4`
+# (seed 1: not the reported latents; N 1000 because at N 200 the success of one strength varies by ~0.05).
 DEMO_EDITS = (
-    EditSpec("purple hair", "a face with purple hair", "hair_color", "purple", alpha=5.0, beta=0.35, strength=2.0),
+    EditSpec("purple hair", "a face with purple hair", "hair_color", "purple", alpha=5.0, beta=0.35, strength=2.5),
     EditSpec("blonde hair", "a face with blonde hair", "hair_color", "blonde", alpha=2.0, beta=0.25),
     EditSpec("smiling", "a smiling face", "expression", "smiling", alpha=0.5, beta=0.45, strength=1.0),
-    EditSpec("glasses", "a face with glasses", "glasses", "yes", alpha=1.5, beta=0.65, strength=1.0),
+    EditSpec("glasses", "a face with glasses", "glasses", "yes", alpha=1.5, beta=0.65, strength=2.0),
     EditSpec("blue eyes", "a face with blue eyes", "eye_color", "blue", "a face with eyes", alpha=10.0, beta=0.65),
     EditSpec("bald", "a bald face", "hair_style", "bald", alpha=3.0, beta=0.1),
     EditSpec("pink background", "a face on a pink background", "background", "pink", "a face on a background",
