@@ -62,6 +62,7 @@ class Models:
     clip: torch.nn.Module
     mappers: dict[str, torch.nn.Module]
     tables: dict[str, np.ndarray]
+    edit_settings: dict  # checked, prompt keys normalized (runtime/edit_settings.py)
 
 
 def demo_sources(demo_dir: Path) -> Sources:
@@ -89,7 +90,7 @@ def mapper_name(path: Path) -> str:
 
 
 def load_sources(src: Sources) -> Models:
-    check_edit_settings(src.edit_settings)  # a mistake there fails before the slow loading
+    edit_settings = check_edit_settings(src.edit_settings)  # a mistake there fails before the slow loading
     gen = load_generator(src.generator, trust_pickle=src.trust_pickle)
     clip = load_clip(src.clip_name, src.clip, trust_pickle=src.trust_pickle)
     mappers = {}
@@ -106,7 +107,7 @@ def load_sources(src: Sources) -> Models:
         raise ValueError("global directions need both --fs3 and --s-stats")
     if src.fs3 is not None:
         tables.update(read_direction_tables(src.fs3, src.s_stats, gen.layout, clip.embed_dim))
-    return Models(gen, clip, mappers, tables)
+    return Models(gen, clip, mappers, tables, edit_settings)
 
 
 def read_direction_tables(fs3_path, stats_path, layout, embed_dim) -> dict[str, np.ndarray]:
@@ -223,7 +224,7 @@ def build_manifest(models: Models, src: Sources, options, graphs, files, tables,
             for name, m in models.mappers.items()
         },
         "defaults": {"alpha": DEFAULT_ALPHA, "beta": DEFAULT_BETA, "truncation": TRUNCATION},
-        "edit_settings": check_edit_settings(src.edit_settings),
+        "edit_settings": models.edit_settings,
         "graphs": graphs,
         "files": files,
         "validation": None,

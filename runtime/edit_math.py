@@ -17,7 +17,8 @@ DEFAULT_ALPHA = 4.1
 DEFAULT_BETA = 0.15
 ALPHA_RANGE = (-10.0, 10.0)
 BETA_RANGE = (0.0, 1.0)
-STRENGTH_RANGE = (-5.0, 5.0)  # a mapper's W+ offset scale
+DEFAULT_STRENGTH = 1.0  # a mapper's W+ offset scale: 1 = the offset it was trained with ...
+STRENGTH_RANGE = (-5.0, 5.0)  # ... and the range it may take
 
 # CLIP's 80 ImageNet prompt templates without 'a photo of many {}.' (StyleCLIP uses these 79).
 TEMPLATES = (

@@ -56,7 +56,7 @@ class MapperEdit:
     """A trained latent mapper by name; strength scales its W+ offset."""
 
     name: str
-    strength: float = 1.0
+    strength: float = edit_math.DEFAULT_STRENGTH
 
 
 class Editor:
@@ -246,7 +246,7 @@ class Editor:
         """The mapper trained for `prompt` (or named so) at `strength`, else the bundle's tuned strength, else 1."""
         name = self.mapper_for(prompt)
         if strength is None:
-            strength = self.tuned_settings(self.manifest["mappers"][name]["prompt"]).get("strength", 1.0)
+            strength = self.tuned_settings(self.manifest["mappers"][name]["prompt"]).get("strength", edit_math.DEFAULT_STRENGTH)
         return MapperEdit(name, strength)
 
     def apply_mapper(self, wplus, edit: MapperEdit) -> np.ndarray:

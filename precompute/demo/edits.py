@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runtime.edit_math import DEFAULT_STRENGTH
 from runtime.files import slugify
 
 from .render import ATTRIBUTES
@@ -32,7 +33,9 @@ class EditSpec:
 
     def mapper_strength(self, override: float | None = None) -> float:
         """Method B's strength: `override` when given (sweeps, --strength), else the edit's own (1 if untuned)."""
-        return override if override is not None else 1.0 if self.strength is None else self.strength
+        if override is not None:
+            return override
+        return DEFAULT_STRENGTH if self.strength is None else self.strength
 
     def tuned_settings(self) -> dict:
         """What the demo bundle records for this edit's prompt (runtime/edit_settings.py)."""
