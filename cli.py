@@ -940,21 +940,24 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
 @main.command()
 @click.option("--out", default="demo.png", show_default=True, type=Output(".png"))
 @click.option("--seed", "seeds", default="1,2,3,4", show_default=True)
+@click.option("--bundle", type=click.Path(file_okay=False),
+              help="Use this bundle instead of the demo one (artifacts/bundles/demo, built when missing).")
 @click.pass_context
-def demo(ctx, out, seeds):
+def demo(ctx, out, seeds, bundle):
     """The main job: build the demo bundle if missing (export + validate), then a grid of text edits."""
     from precompute.demo.edits import DEMO_EDITS
 
     seed_list = parse_seeds(seeds)
-    if not (DEFAULT_BUNDLE / "manifest.json").is_file():
+    if bundle is None and not (DEFAULT_BUNDLE / "manifest.json").is_file():
         if not DEMO_DIR.is_dir():
             raise click.UsageError(f"the demo bundle {DEFAULT_BUNDLE} is missing and there is no demo world "
-                                   f"({DEMO_DIR}) to build it from: run `make demo` in a source checkout")
+                                   f"({DEMO_DIR}) to build it from: pass --bundle FOLDER, or run `make demo` in a "
+                                   "source checkout")
         require_extra("train", "demo (building the missing demo bundle)")
         click.echo(f"building the demo bundle in {DEFAULT_BUNDLE} ...")
         ctx.invoke(export_cmd)
         ctx.invoke(validate)
-    editor = open_editor(None)
+    editor = open_editor(bundle)
     if not editor.manifest.get("edit_settings"):
         click.echo(f"note: {DEFAULT_BUNDLE} records no tuned edit settings (exported by an older toolkit), so the "
                    "edits use the defaults; `python cli.py export` rebuilds it with the measured ones")
