@@ -398,7 +398,7 @@ def edit(prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, swee
         raise click.UsageError("--mapper selects a mapper for --method mapper; add --method mapper")
     if method == "mapper" and (neutral or beta):
         raise click.UsageError("--neutral and --beta are settings of --method global")
-    strengths = parse_floats(sweep, "--sweep") if sweep else [alpha]
+    strengths = parse_floats(sweep, "--sweep") if sweep is not None else [alpha]
     seed_list = None if latents else parse_seeds(seeds)
     editor = open_editor(bundle)
     if latents:

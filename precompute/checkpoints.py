@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from runtime.checks import ToolWarning
-from runtime.files import atomic_path, regular_file, sha256_file
+from runtime.files import atomic_path, check_output, regular_file, sha256_file
 
 from .stylegan2 import Generator, GeneratorConfig, blur_kernel
 
@@ -93,6 +93,8 @@ def check_state_dict(model: torch.nn.Module, state: dict, source: str) -> None:
 def save_model(path, kind: str, config: dict, tensors: dict[str, torch.Tensor]) -> tuple[Path, Path]:
     """Our format: `<stem>.safetensors` plus `<stem>.json` (kind, config, sha256 of the weights)."""
     weights = Path(path).with_suffix(".safetensors")
+    for existing in (weights, weights.with_suffix(".json")):  # only our own pair is ever replaced
+        check_output(existing, f"{kind} output")
     with atomic_path(weights) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
     meta = {"kind": kind, "format_version": FORMAT_VERSION, "weights": weights.name, "sha256": sha256_file(weights), "config": config}

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from runtime.files import atomic_path, read_npy, read_npz, sha256_file
+from runtime.files import atomic_path, check_output, read_npy, read_npz, sha256_file
 from runtime.stylespace import StyleSpaceLayout
 
 from .checkpoints import model_digest
@@ -98,6 +98,7 @@ def save_style_statistics(path, mean: np.ndarray, std: np.ndarray, meta: dict | 
     path = Path(path)
     if mean.shape != std.shape or mean.ndim != 1:
         raise ValueError(f"mean and std must be flat arrays of one shape, got {mean.shape} and {std.shape}")
+    check_output(path, "S statistics output")  # only our own statistics (they carry 'meta') are replaced
     _save_npz(path, mean=mean.astype(np.float32), std=std.astype(np.float32), meta=_json_array(meta or {}))
     return path
 
@@ -329,6 +330,8 @@ def save_fs3(path, fs3: np.ndarray, layout: StyleSpaceLayout, meta: dict | None 
         raise ValueError(f"fs3 output must be a .npy file, got {path}")
     if fs3.ndim != 2 or fs3.shape[0] not in layer_boundaries(layout):
         raise ValueError(f"fs3 has shape {fs3.shape}; rows must stop at a conv-layer boundary {layer_boundaries(layout)}")
+    for existing in (path, path.with_suffix(".json")):
+        check_output(existing, "fs3 output")
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, fs3.astype(np.float32), allow_pickle=False)
     record = {"format_version": FORMAT_VERSION, "shape": list(fs3.shape), **coverage(layout, fs3.shape[0]), **(meta or {})}

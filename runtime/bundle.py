@@ -137,7 +137,8 @@ def safe_relative(rel) -> bool:
     if not isinstance(rel, str) or not rel or "\\" in rel or "\x00" in rel or rel.startswith("/"):
         return False
     parts = PurePosixPath(rel).parts
-    return bool(parts) and all(p not in ("", ".", "..") for p in parts) and ":" not in parts[0]
+    canonical = str(PurePosixPath(rel)) == rel  # no "./", "//" or trailing "/"
+    return canonical and bool(parts) and all(p not in ("", ".", "..") for p in parts) and ":" not in parts[0]
 
 
 def _listed(m: dict, rel, where: str) -> str:

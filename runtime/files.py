@@ -293,7 +293,7 @@ def _npy_header(f) -> tuple[tuple, "object"]:
     return shape, dtype
 
 
-def read_npy(path, what: str, max_bytes: int = MAX_NPY_BYTES):
+def read_npy(path, what: str, max_bytes: int = MAX_NPY_BYTES, kinds: str = "biuf"):
     """A numeric array from an .npy file, never unpickled, its header checked before any data is read.
 
     Refused with "<path> is not a valid <what> (<reason>)": not .npy (an .npz archive, other bytes),
@@ -319,7 +319,7 @@ def read_npy(path, what: str, max_bytes: int = MAX_NPY_BYTES):
         offset = f.tell()
     if dtype.hasobject:
         raise bad("it holds pickled Python objects, which are never loaded")
-    if dtype.kind not in "biuf" or dtype.fields is not None:
+    if dtype.kind not in kinds or dtype.fields is not None:
         raise bad(f"its values are {dtype}, not real numbers")
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > max_bytes:
@@ -338,7 +338,7 @@ def load_latents(path):
     archive, non-numeric values or a header claiming more than MAX_NPY_BYTES raise an error naming the
     file; the caller checks the shape (Editor.check_wplus).
     """
-    return read_npy(path, ".npy of W+ latents [N, n_latent, style_dim]")
+    return read_npy(path, ".npy of W+ latents [N, n_latent, style_dim]", kinds="iuf")
 
 
 def save_latents(path, wplus) -> Path:
