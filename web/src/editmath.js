@@ -25,7 +25,7 @@ export const pyG = (x) => {
 
 export function checkRange(name, value, [lo, hi]) {
   if (!Number.isFinite(value) || value < lo || value > hi)
-    throw new EditError(`${name} must be a number in [${pyFloat(lo)}, ${pyFloat(hi)}], got ${value}`);
+    throw new EditError(`${name} must be a number in [${pyFloat(lo)}, ${pyFloat(hi)}], got ${typeof value === "number" ? pyFloat(value) : value}`);
   return value;
 }
 
@@ -53,7 +53,7 @@ export function textDirection(emb, nTemplates, dim) {
 }
 
 export function templatePrompts(text, templates) {
-  return templates.map((tpl) => tpl.replaceAll("{}", text));
+  return templates.map((tpl) => tpl.replace("{}", text)); // str.format of a one-field template
 }
 
 /** r [rows] = fs3 [rows, D] @ dt [D]. */

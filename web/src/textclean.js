@@ -89,6 +89,7 @@ export class TextCleaner {
     this.maxDecodeLength = t.max_decode_length;
     this.pySpaceRun = new RegExp(`[${tables.python_space}]+`, "u");
     this.pyNonSpace = new RegExp(`[^${tables.python_space}]`, "u");
+    this.pyEdgeSpace = new RegExp(`^[${tables.python_space}]+|[${tables.python_space}]+$`, "gu");
     this.html5 = new Map(Object.entries(tables.html5));
     this.invalidCharrefs = new Map(Object.entries(tables.invalid_charrefs).map(([k, v]) => [Number(k), v]));
     this.invalidCodepoints = new Set(tables.invalid_codepoints);
@@ -270,6 +271,11 @@ export class TextCleaner {
   clean(text) {
     text = this.unescape(this.unescape(this.fixText(text)));
     return text.split(this.pySpaceRun).filter(Boolean).join(" ").toLowerCase();
+  }
+
+  /** Python's str.strip(). */
+  strip(text) {
+    return text.replace(this.pyEdgeSpace, "");
   }
 
   /** Python's `not text.strip()`. */
