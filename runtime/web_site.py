@@ -130,8 +130,15 @@ def _index_html(folder: Path) -> str:
     integrity = {f"./js/{m}": _sri(folder / "js" / m) for m in MODULES}
     integrity.update({f"./ort/{module}": _sri(folder / "ort" / module) for module, _ in ORT_BACKENDS.values()})
     importmap = json.dumps({"imports": imports, "integrity": integrity}, indent=1)
+    # Start every fetch while the page parses: the modules (else fetched level by level of imports) and the
+    # data files every visit needs (not onnxruntime's, which depend on the backend the page picks).
+    site = json.loads((folder / SITE_MANIFEST).read_text())
+    data = [SITE_MANIFEST, *(g["file"] for g in site["graphs"].values()), *(t["file"] for t in site["tables"].values()),
+            site["tokenizer"]["vocab"], site["tokenizer"]["tables"]]
+    preloads = [f'<link rel="modulepreload" href="./js/{m}" integrity="{integrity[f"./js/{m}"]}">' for m in MODULES]
+    preloads += [f'<link rel="preload" href="{rel}" as="fetch" crossorigin="anonymous">' for rel in data]
     html = (APP_DIR / "index.html").read_text()
-    for key, value in {"{{IMPORTMAP}}": importmap, "{{APP_SRI}}": integrity["./js/app.js"],
+    for key, value in {"{{IMPORTMAP}}": importmap, "{{PRELOADS}}": "\n".join(preloads), "{{APP_SRI}}": integrity["./js/app.js"],
                        "{{CSS_SRI}}": _sri(folder / "style.css"),
                        "{{SITE_SHA256}}": sha256_file(folder / SITE_MANIFEST)}.items():
         if key not in html:

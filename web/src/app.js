@@ -8,7 +8,9 @@ import { Site, SiteError } from "./site.js";
 
 const $ = (id) => document.getElementById(id);
 // What tests and benchmarks read: readiness, per-edit timings (ms) and when the first edit was drawn.
-const probe = (window.styleclip = { ready: false, busy: false, backend: null, threads: 1, timings: [], firstEditAt: null, errors: [] });
+const probe = (window.styleclip = {
+  ready: false, busy: false, backend: null, threads: 1, timings: [], firstEditAt: null, errors: [], marks: {} });
+const mark = (name) => (probe.marks[name] = performance.now()); // ms since navigation start
 const state = { editor: null, faces: null, running: false, again: false };
 
 function showMessage(text) {
@@ -244,13 +246,22 @@ async function editOnce(live) {
 async function main() {
   try {
     const site = await Site.open(new URL("./", location.href), document.querySelector("meta[name=site-sha256]").content);
-    const backend = await chooseBackend();
-    probe.backend = backend;
+    mark("site");
     setStatus("loading", "Checking and loading the models…");
-    const ort = await loadOrt(site, backend);
-    $("backend").textContent = `${backend === "webgpu" ? "WebGPU" : "WebAssembly"}${probe.threads > 1 ? `, ${probe.threads} threads` : ""}`;
+    const ortReady = (async () => {
+      const backend = await chooseBackend();
+      probe.backend = backend;
+      const ort = await loadOrt(site, backend);
+      mark("onnxruntime");
+      $("backend").textContent = `${backend === "webgpu" ? "WebGPU" : "WebAssembly"}${probe.threads > 1 ? `, ${probe.threads} threads` : ""}`;
+      return { ort, backend };
+    })();
     let loaded = 0;
-    state.editor = await WebEditor.open(site, ort, backend, (what) => setStatus("loading", `Loaded ${++loaded}: ${what}…`));
+    state.editor = await WebEditor.open(site, ortReady, (what) => {
+      mark(what);
+      setStatus("loading", `Loaded ${++loaded}: ${what}…`);
+    });
+    mark("models");
     setupControls(state.editor);
     probe.ready = true;
     await edit(); // the first edit: the bundle's first tuned prompt on the default seeds

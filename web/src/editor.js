@@ -26,17 +26,13 @@ export class WebEditor {
     this.cache = new Map(); // text and style directions, by their settings
   }
 
-  /** Load, verify and open everything an edit needs (concurrently); `step(name)` reports progress. */
-  static async open(site, ort, backend, step = () => {}) {
+  /** Load, verify and open everything an edit needs, concurrently: the files are fetched and checked
+   * while onnxruntime-web (`ortReady`: a promise of {ort, backend}) still loads. `step(name)` reports progress. */
+  static async open(site, ortReady, step = () => {}) {
     const m = site.manifest;
     const tableNames = ["latent_avg", ...(m.global_directions ? ["fs3", "s_std"] : [])];
-    const options = { executionProviders: [backend], graphOptimizationLevel: "all" };
-    const session = async (name) => {
-      const bytes = await site.bytes(m.graphs[name].file);
-      const s = await ort.InferenceSession.create(new Uint8Array(bytes), options);
-      step(`graph ${name}`);
-      return [name, s];
-    };
+    const graphNames = Object.keys(m.graphs);
+    const graphBytes = new Map(graphNames.map((n) => [n, site.bytes(m.graphs[n].file)]));
     const tokenizer = (async () => {
       const [vocab, tables] = await Promise.all([site.bytes(m.tokenizer.vocab), site.json(m.tokenizer.tables)]);
       const merges = new TextDecoder().decode(await gunzip(vocab));
@@ -44,9 +40,13 @@ export class WebEditor {
       return new ClipTokenizer(merges, tables, m.clip.context_length);
     })();
     const tables = Promise.all(tableNames.map(async (n) => [n, await site.table(n)]));
-    // the text encoder is the largest graph: start it first
-    const names = Object.keys(m.graphs).sort((a, b) => (b === "text_encoder") - (a === "text_encoder"));
-    const sessions = await Promise.all(names.map(session));
+    const { ort, backend } = await ortReady;
+    const options = { executionProviders: [backend], graphOptimizationLevel: "all" };
+    const sessions = await Promise.all(graphNames.map(async (name) => {
+      const s = await ort.InferenceSession.create(new Uint8Array(await graphBytes.get(name)), options);
+      step(`graph ${name}`);
+      return [name, s];
+    }));
     return new WebEditor(site, ort, backend, new Map(sessions), await tokenizer, new Map(await tables));
   }
 

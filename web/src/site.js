@@ -15,7 +15,7 @@ export async function sha256Hex(buffer) {
 async function fetchBytes(url) {
   let res;
   try {
-    res = await fetch(url, { cache: "no-cache" });
+    res = await fetch(url); // may be served from index.html's preloads; the hash check follows either way
   } catch (err) {
     throw new SiteError(`cannot fetch ${url} (${err.message}); is the site still served?`);
   }

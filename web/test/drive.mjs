@@ -4,27 +4,33 @@
 //   {"url": "http://127.0.0.1:PORT/", "chromium": "/usr/bin/chromium", "screenshot": PNG or null,
 //    "cases": [{"seeds": "1,2", "method": "global"|"mapper", "prompt": ..., "neutral": ..., "alpha": ...,
 //               "beta": number|"auto", "min_channels": ..., "mapper": NAME, "strength": ...}, ...],
-//    "screenshot_after": case index, "bad_prompts": ["", ...], "live_alphas": [1.0, 2.0, ...]}
+//    "screenshot_after": case index, "bad_prompts": ["", ...], "loads": N,
+//    "live": [{"seeds": "1", "alphas": [1.0, 2.0, ...]}, ...]}
 // Prints JSON: load timings, per case the RGBA pixels (base64) of every face before/after, the messages
 // shown for the bad prompts, the live-edit timings and every console error or page exception.
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
 const job = JSON.parse(readFileSync(0, "utf8"));
-const result = { console_errors: [], page_errors: [], cases: [], bad_prompts: [], live: [] };
+const result = { console_errors: [], page_errors: [], cases: [], bad_prompts: [], live: [], loads: [] };
 const browser = await chromium.launch({ executablePath: job.chromium, headless: true, args: ["--no-sandbox"] });
 try {
-  const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
-  page.on("console", (msg) => msg.type() === "error" && result.console_errors.push(msg.text()));
-  page.on("pageerror", (err) => result.page_errors.push(String(err)));
-  await page.goto(job.url);
-  await page.waitForFunction(() => window.styleclip && (window.styleclip.firstEditAt !== null || window.styleclip.errors.length),
-    null, { timeout: 120000 });
-  result.load = await page.evaluate(() => ({
-    first_edit_ms: window.styleclip.firstEditAt, backend: window.styleclip.backend, threads: window.styleclip.threads,
-    errors: window.styleclip.errors, message: document.getElementById("message").textContent,
-    isolated: self.crossOriginIsolated,
-  }));
+  let page;
+  for (let k = 0; k < (job.loads || 1); k++) { // each load in a fresh context: nothing cached
+    if (page) await page.context().close();
+    page = await (await browser.newContext({ viewport: { width: 1000, height: 900 } })).newPage();
+    page.on("console", (msg) => msg.type() === "error" && result.console_errors.push(msg.text()));
+    page.on("pageerror", (err) => result.page_errors.push(String(err)));
+    await page.goto(job.url);
+    await page.waitForFunction(() => window.styleclip && (window.styleclip.firstEditAt !== null || window.styleclip.errors.length),
+      null, { timeout: 120000 });
+    result.load = await page.evaluate(() => ({
+      first_edit_ms: window.styleclip.firstEditAt, marks: window.styleclip.marks, backend: window.styleclip.backend,
+      threads: window.styleclip.threads, errors: window.styleclip.errors,
+      message: document.getElementById("message").textContent, isolated: self.crossOriginIsolated,
+    }));
+    result.loads.push(result.load);
+  }
 
   const setValue = (sel, v) => page.locator(sel).evaluate((el, value) => {
     if (el.type === "checkbox") el.checked = value; else el.value = value;
@@ -78,13 +84,21 @@ try {
   }
   if (job.screenshot && !(job.cases || []).length) await page.screenshot({ path: job.screenshot, fullPage: true });
 
-  for (const alpha of job.live_alphas || []) { // slider moves with the text direction cached
+  for (const run of job.live || []) { // α slider moves on these seeds, the text direction cached
     await idle();
-    const n = await page.evaluate(() => window.styleclip.timings.length);
-    await setValue("#alpha", String(alpha));
-    await page.waitForFunction((k) => !window.styleclip.busy && window.styleclip.timings.length > k, n, { timeout: 60000 });
+    await page.check("input[name=method][value=global]");
+    await page.fill("#seeds", run.seeds);
+    await page.locator("#seeds").dispatchEvent("change");
+    await pressEdit();
+    const start = await page.evaluate(() => window.styleclip.timings.length);
+    for (const alpha of run.alphas) {
+      await idle();
+      const n = await page.evaluate(() => window.styleclip.timings.length);
+      await setValue("#alpha", String(alpha));
+      await page.waitForFunction((k) => !window.styleclip.busy && window.styleclip.timings.length > k, n, { timeout: 60000 });
+    }
+    result.live.push({ seeds: run.seeds, timings: await page.evaluate((k) => window.styleclip.timings.slice(k), start) });
   }
-  if (job.live_alphas) result.live = await page.evaluate(() => window.styleclip.timings.filter((t) => t.live));
 
   for (const prompt of job.bad_prompts || []) {
     await idle();
