@@ -80,8 +80,11 @@ def check_destination(out: Path) -> None:
 
 def page_graphs(manifest: dict) -> list[str]:
     graphs = list(CORE_GRAPHS) + [info["graph"] for info in (manifest.get("mappers") or {}).values()]
-    if "encoder" in manifest["graphs"]:
-        graphs.append("encoder")
+    encoder = manifest.get("encoder")  # issue 16: {"graph", "input_size", "normalization", ...}
+    if encoder:
+        if encoder.get("graph") not in manifest["graphs"]:
+            raise BundleError(f"the bundle's encoder section names the graph {encoder.get('graph')!r}, which it lacks")
+        graphs.append(encoder["graph"])
     return graphs
 
 

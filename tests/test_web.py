@@ -197,6 +197,41 @@ def demo_bundle(tmp_path_factory):
     return out
 
 
+def add_test_encoder(bundle: Path) -> Path:
+    """A tiny stand-in for issue 16's e4e graph (image [B, 3, S, S] in [-1, 1] -> W+) with the manifest section
+    it writes, so the page's drag-and-drop path runs: W+ = latent_avg + the image's channel means @ a projection."""
+    import hashlib
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    m = json.loads((bundle / "manifest.json").read_text())
+    n, d, size = m["generator"]["n_latent"], m["generator"]["style_dim"], m["generator"]["size"]
+    proj = (np.random.default_rng(0).standard_normal((3, n * d)) * 2).astype(np.float32)
+    avg = np.tile(np.load(bundle / m["tables"]["latent_avg"]), n).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["image"], ["means"], axes=[2, 3], keepdims=0),
+         helper.make_node("MatMul", ["means", "proj"], ["offset"]), helper.make_node("Add", ["offset", "avg"], ["flat"]),
+         helper.make_node("Reshape", ["flat", "shape"], ["wplus"])],
+        "test_encoder", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("wplus", TensorProto.FLOAT, ["batch", n, d])],
+        [numpy_helper.from_array(proj, "proj"), numpy_helper.from_array(avg, "avg"),
+         numpy_helper.from_array(np.array([-1, n, d], dtype=np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    rel = "graphs/encoder.onnx"
+    onnx.save(model, bundle / rel)
+    data = (bundle / rel).read_bytes()
+    m["files"][rel] = {"role": "graph:encoder", "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    m["graphs"]["encoder"] = {"inputs": [{"name": "image", "shape": ["batch", 3, size, size], "dtype": "float32"}],
+                              "outputs": [{"name": "wplus", "shape": ["batch", n, d], "dtype": "float32"}],
+                              "metric": "wplus", "variants": {"fp32": {"file": rel, "format": "onnx", "precision": "fp32"}}}
+    m["encoder"] = {"graph": "encoder", "input_size": size, "n_latent": n, "style_dim": d, "color": "RGB",
+                    "normalization": {"mean": [0.5] * 3, "std": [0.5] * 3, "range": [-1.0, 1.0]}, "resize": "bilinear"}
+    (bundle / "manifest.json").write_text(json.dumps(m, indent=2))
+    return bundle / rel
+
+
 @pytest.fixture(scope="module")
 def site(node, demo_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("web-site") / "site"
@@ -310,19 +345,28 @@ def test_page_edits_equal_the_python_runtime(node, demo_bundle, tmp_path):
     """Type a prompt, press Edit, read the canvases: the same pixels as runtime/editor.py (uint8 within ±2)."""
     from runtime.editor import Editor
 
+    import onnxruntime as ort
+    from PIL import Image
+
     shot = Path(os.environ.get("WEB_SCREENSHOT") or tmp_path / "web.png")
     bad_prompts = ["", "   ", " ".join(["purple"] * 80)]
-    with Served(demo_bundle, tmp_path / "site") as server:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(demo_bundle, bundle)
+    encoder = add_test_encoder(bundle)
+    editor = Editor(bundle)
+    photo = tmp_path / "photo.png"  # at the encoder's size: the page's W+ is then the Python one exactly
+    Image.fromarray(editor.render(editor.sample([11]))[0]).save(photo)
+    image_case = {"image": str(photo), "method": "global", "prompt": "a face with glasses"}
+    with Served(bundle, tmp_path / "site") as server:
         result = drive(node, {"url": server.url + "?ep=wasm", "screenshot": str(shot), "screenshot_after": 0,
                               "bad_prompts": bad_prompts,
-                              "cases": [{**page, "seeds": ",".join(map(str, SEEDS))} for page, _ in CASES]})
+                              "cases": [{**page, "seeds": ",".join(map(str, SEEDS))} for page, _ in CASES] + [image_case]})
     assert result["load"]["errors"] == [] and result["load"]["backend"] == "wasm", result["load"]
     assert result["page_errors"] == [] and result["console_errors"] == [], result
-    editor = Editor(demo_bundle)
     wplus = editor.sample(SEEDS)
     original = editor.render(wplus)
     worst = {}
-    for (page, python), got in zip(CASES, result["cases"]):
+    for (page, python), got in zip(CASES, result["cases"][:len(CASES)]):
         assert got["message"] is None, got
         edit = python(editor)
         expected = editor.edit(wplus, edit)
@@ -335,7 +379,18 @@ def test_page_edits_equal_the_python_runtime(node, demo_bundle, tmp_path):
                 worst[name] = max(worst.get(name, 0), int(diff))
                 assert diff <= TOLERANCE, f"{page} seed {SEEDS[k]} {name}: max |page - python| = {diff}"
         assert not np.array_equal(expected, original)  # the edit changed the faces
-    print(f"\npage vs Python runtime, {len(SEEDS)} seeds x {len(CASES)} edits: max |diff| {worst} (uint8)")
+    # the dropped picture: inverted with the encoder graph, then edited with the prompt's tuned settings
+    x = np.asarray(Image.open(photo).convert("RGB")).transpose(2, 0, 1)[None].astype(np.float32) / np.float32(127.5) - np.float32(1)
+    inverted = ort.InferenceSession(str(encoder), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    got = result["cases"][-1]
+    assert got["message"] is None and len(got["faces"]) == 1, got
+    for name, ref in (("original", editor.render(inverted)[0]),
+                      ("edited", editor.edit(inverted, editor.global_edit("a face with glasses"))[0])):
+        rgba = np.frombuffer(base64.b64decode(got["faces"][0][name]), np.uint8).reshape(ref.shape[0], ref.shape[1], 4)
+        diff = int(np.abs(rgba[..., :3].astype(int) - ref.astype(int)).max())
+        worst[f"inverted {name}"] = diff
+        assert diff <= TOLERANCE, f"dropped picture {name}: max |page - python| = {diff}"
+    print(f"\npage vs Python runtime, {len(SEEDS)} seeds x {len(CASES)} edits + 1 dropped picture: max |diff| {worst} (uint8)")
     assert shot.is_file() and shot.stat().st_size > 10_000
 
     messages = [r["message"] for r in result["bad_prompts"]]

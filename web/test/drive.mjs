@@ -3,7 +3,8 @@
 // Job (JSON on stdin):
 //   {"url": "http://127.0.0.1:PORT/", "chromium": "/usr/bin/chromium", "screenshot": PNG or null,
 //    "cases": [{"seeds": "1,2", "method": "global"|"mapper", "prompt": ..., "neutral": ..., "alpha": ...,
-//               "beta": number|"auto", "min_channels": ..., "mapper": NAME, "strength": ...}, ...],
+//               "beta": number|"auto", "min_channels": ..., "mapper": NAME, "strength": ...,
+//               "image": PNG to invert (instead of seeds)}, ...],
 //    "screenshot_after": case index, "bad_prompts": ["", ...], "loads": N,
 //    "live": [{"seeds": "1", "alphas": [1.0, 2.0, ...]}, ...]}
 // Prints JSON: load timings, per case the RGBA pixels (base64) of every face before/after, the messages
@@ -55,10 +56,17 @@ try {
     return { size: orig.width, original: read(orig), edited: read(edited) };
   }));
 
+  const waitForEdit = async (before, action) => {
+    await action();
+    await page.waitForFunction(([t, e]) => !window.styleclip.busy &&
+      (window.styleclip.timings.length > t || window.styleclip.errors.length > e), before, { timeout: 120000 });
+  };
   for (const c of job.cases || []) {
     await idle();
-    await page.fill("#seeds", c.seeds);
-    await page.locator("#seeds").dispatchEvent("change");
+    if (!c.image) {
+      await page.fill("#seeds", c.seeds);
+      await page.locator("#seeds").dispatchEvent("change");
+    }
     await page.check(`input[name=method][value=${c.method}]`);
     if (c.method === "global") {
       await page.fill("#prompt", c.prompt); // typing a tuned prompt fills in its tuned settings
@@ -75,7 +83,13 @@ try {
       await page.selectOption("#mapper", c.mapper);
       if (c.strength !== undefined) await setValue("#strength", String(c.strength));
     }
-    await pressEdit();
+    if (c.image) { // as dropping a picture on the page: invert, then edit with the controls' settings
+      await idle();
+      const before = await page.evaluate(() => [window.styleclip.timings.length, window.styleclip.errors.length]);
+      await waitForEdit(before, () => page.setInputFiles("#file", c.image));
+    } else {
+      await pressEdit();
+    }
     const shown = await page.evaluate(() => ({ status: document.getElementById("status").textContent,
       message: document.getElementById("message").hidden ? null : document.getElementById("message").textContent }));
     result.cases.push({ ...shown, faces: await pixels() });
