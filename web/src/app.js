@@ -53,7 +53,8 @@ async function loadOrt(site, backend) {
   const { module, wasm } = site.manifest.ort[backend];
   const [ort, binary] = await Promise.all([import(new URL(`../${module}`, import.meta.url).href), site.bytes(wasm)]);
   ort.env.wasm.wasmBinary = binary; // checked against its sha256 above; onnxruntime-web then fetches nothing
-  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+  const asked = Number(new URLSearchParams(location.search).get("threads")) || 4;
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(asked, navigator.hardwareConcurrency || 1) : 1;
   probe.threads = ort.env.wasm.numThreads;
   return ort;
 }
@@ -221,12 +222,15 @@ async function editOnce(live) {
   const editor = state.editor, t0 = performance.now();
   clearMessage();
   if (!live) setStatus("busy", "Editing…");
+  const first = probe.firstEditAt === null, step = (name) => first && mark(`first edit: ${name}`);
   const faces = await currentFaces(editor);
+  step("faces");
   const e = currentEdit(editor);
   let s, detail, textCached = false;
   if (e.kind === "global") {
     textCached = editor.cache.has(JSON.stringify(["dt", e.target, e.neutral]));
     const dir = await editor.globalDirection(e);
+    step("direction");
     s = applyEdits(faces.s, editor.total, [dir.ds], [e.alpha], editor.math.alpha_range);
     detail = `'${e.target}' from '${e.neutral}', α ${e.alpha}, β ${e.beta === null ? `auto (${dir.beta.toFixed(3)})` : e.beta}, ${dir.kept} channels`;
   } else {

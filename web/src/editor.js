@@ -7,8 +7,11 @@ import { standardNormal } from "./rng.js";
 import { gunzip, SiteError } from "./site.js";
 import { ClipTokenizer } from "./tokenizer.js";
 
+const CORE = ["mapping", "styles", "synthesis", "text_encoder"]; // what the first edit runs
+
 export class WebEditor {
-  constructor(site, ort, backend, sessions, tokenizer, tables) {
+  constructor(site, ort, backend, sessions, tokenizer, tables, createSession) {
+    this.createSession = createSession; // name -> promise of a session (graphs opened on first use)
     this.site = site;
     this.manifest = site.manifest;
     this.ort = ort;
@@ -42,12 +45,17 @@ export class WebEditor {
     const tables = Promise.all(tableNames.map(async (n) => [n, await site.table(n)]));
     const { ort, backend } = await ortReady;
     const options = { executionProviders: [backend], graphOptimizationLevel: "all" };
-    const sessions = await Promise.all(graphNames.map(async (name) => {
+    // Sessions of the graphs every edit needs are opened now; a mapper's or the encoder's on first use
+    // (its file is fetched and checked now all the same, so a damaged one is refused at load).
+    const create = async (name) => {
       const s = await ort.InferenceSession.create(new Uint8Array(await graphBytes.get(name)), options);
       step(`graph ${name}`);
-      return [name, s];
-    }));
-    return new WebEditor(site, ort, backend, new Map(sessions), await tokenizer, new Map(await tables));
+      return s;
+    };
+    const sessions = new Map(graphNames.map((n) => [n, CORE.includes(n) ? create(n) : null]));
+    await Promise.all([...sessions.values()].filter(Boolean));
+    await Promise.all(graphBytes.values());
+    return new WebEditor(site, ort, backend, sessions, await tokenizer, new Map(await tables), create);
   }
 
   get mappers() {
@@ -59,8 +67,9 @@ export class WebEditor {
   }
 
   async run(graph, data, dims, type = "float32") {
-    const sess = this.sessions.get(graph);
-    if (!sess) throw new SiteError(`this site has no '${graph}' graph`);
+    if (!this.sessions.has(graph)) throw new SiteError(`this site has no '${graph}' graph`);
+    if (this.sessions.get(graph) === null) this.sessions.set(graph, this.createSession(graph));
+    const sess = await this.sessions.get(graph);
     const g = this.manifest.graphs[graph];
     const out = await sess.run({ [g.input.name]: new this.ort.Tensor(type, data, dims) });
     return out[g.output.name].data;
