@@ -30,6 +30,9 @@ from tests.text_corpus import corpus
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
 REQUIRED = os.environ.get("STYLECLIP_WEB_TESTS") == "require"
+# STYLECLIP_WEB_SWEEP=1: the long parity sweeps behind the README's figures (all code points, more seeds
+# and mojibake strings; ~3 min) instead of the default samples.
+SWEEP = os.environ.get("STYLECLIP_WEB_SWEEP") == "1"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TOLERANCE = 2  # uint8 per channel, page vs Python runtime
 
@@ -71,7 +74,7 @@ def tables_file(tmp_path_factory):
 
 # --- modules under node -------------------------------------------------------------------------------
 def test_rng_is_numpy_bit_for_bit(node):
-    seeds = list(range(3000)) + [2**32 - 1, 2**32, 2**63 + 11, 2**64 + 3, 10**40 + 7]
+    seeds = list(range(20000 if SWEEP else 3000)) + [2**32 - 1, 2**32, 2**63 + 11, 2**64 + 3, 10**40 + 7]
     out = run_node(node, "parity.mjs", {"rng": {"seeds": [str(s) for s in seeds], "n": 128}})["rng"]
     bad = [s for s, got in zip(seeds, out)
            if not np.array_equal(from_f32(got).view(np.uint32),
@@ -117,7 +120,7 @@ def _mojibake(n: int, seed: int = 1) -> list[str]:
 def test_tokenizer_ids_match_python(node, tables_file, which):
     from open_clip.tokenizer import default_bpe
 
-    texts = corpus() if which == "corpus" else _mojibake(3000)
+    texts = corpus() if which == "corpus" else _mojibake(40000 if SWEEP else 3000)
     assert which != "corpus" or len(texts) >= 1000
     job = {"tokenizer": {"vocab": default_bpe(), "tables": str(tables_file), "texts": [[ord(c) for c in t] for t in texts],
                          "context": 77}}
@@ -125,6 +128,26 @@ def test_tokenizer_ids_match_python(node, tables_file, which):
     ref = ClipTokenizer(default_bpe())(texts)
     bad = [t for t, a, b in zip(texts, ref, got) if a.tolist() != b]
     assert not bad, f"{len(bad)} of {len(texts)} strings get other ids, e.g. {bad[:5]!r}"
+
+
+@pytest.mark.skipif(not SWEEP, reason="the all-code-points sweep runs with STYLECLIP_WEB_SWEEP=1 (~2 min)")
+def test_tokenizer_on_every_code_point(node, tables_file):
+    """'x' + c + ' y' for every code point c: only characters unknown to Python's Unicode database may differ
+    (the browser's newer tables lower-case some of them)."""
+    import unicodedata
+
+    from open_clip.tokenizer import default_bpe
+
+    tok, cps = ClipTokenizer(default_bpe()), [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    differ = []
+    for i in range(0, len(cps), 100_000):
+        chunk = [[0x78, c, 0x20, 0x79] for c in cps[i:i + 100_000]]
+        job = {"tokenizer": {"vocab": default_bpe(), "tables": str(tables_file), "texts": chunk, "context": 77}}
+        got = run_node(node, "parity.mjs", job)["tokenizer"]
+        ref = tok(["".join(map(chr, t)) for t in chunk])
+        differ += [t[1] for t, a, b in zip(chunk, ref, got) if a.tolist() != b]
+    print(f"\n{len(differ)} of {len(cps)} code points tokenize differently (Unicode {unicodedata.unidata_version} in Python)")
+    assert all(unicodedata.category(chr(c)) == "Cn" for c in differ), [hex(c) for c in differ if unicodedata.category(chr(c)) != "Cn"]
 
 
 def test_edit_math_matches_python(node):
@@ -401,26 +424,37 @@ def test_page_edits_equal_the_python_runtime(node, demo_bundle, tmp_path):
         editor.check_prompt(bad_prompts[2], "target text")
 
 
-def test_page_refuses_a_tampered_graph(node, site, tmp_path):
-    tampered = tmp_path / "tampered"
-    shutil.copytree(site, tampered)
-    graph = tampered / "graphs" / "synthesis.onnx"
-    data = bytearray(graph.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # same size, one byte changed
-    graph.write_bytes(bytes(data))
+def serve_and_load(node, folder: Path) -> dict:
     from runtime.web_site import make_server
     import threading
 
-    server = make_server(tampered, 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = make_server(folder, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        result = drive(node, {"url": f"http://127.0.0.1:{server.server_address[1]}/?ep=wasm"})
+        return drive(node, {"url": f"http://127.0.0.1:{server.server_address[1]}/?ep=wasm"})
     finally:
         server.shutdown()
         server.server_close()
+
+
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte changed
+    path.write_bytes(bytes(data))
+
+
+def test_page_refuses_tampered_files(node, site, tmp_path):
+    graph, module = tmp_path / "graph", tmp_path / "module"
+    for folder in (graph, module):
+        shutil.copytree(site, folder)
+    flip_a_byte(graph / "graphs" / "synthesis.onnx")
+    result = serve_and_load(node, graph)
     assert result["page_errors"] == [], result["page_errors"]
     errors = result["load"]["errors"]
     assert errors and "graphs/synthesis.onnx does not match its sha256" in errors[0], result["load"]
     assert "graphs/synthesis.onnx does not match its sha256" in result["load"]["message"]
     assert result["load"]["first_edit_ms"] is None  # nothing was edited with it
+
+    (module / "js" / "editmath.js").write_text((module / "js" / "editmath.js").read_text() + "\n// changed\n")
+    result = serve_and_load(node, module)  # the browser refuses the module (SRI); the page says so
+    assert not result["load"]["started"] and "do not match their hashes" in result["load"]["status"], result["load"]

@@ -23,12 +23,13 @@ try {
     page.on("console", (msg) => msg.type() === "error" && result.console_errors.push(msg.text()));
     page.on("pageerror", (err) => result.page_errors.push(String(err)));
     await page.goto(job.url);
-    await page.waitForFunction(() => window.styleclip && (window.styleclip.firstEditAt !== null || window.styleclip.errors.length),
-      null, { timeout: 120000 });
+    await page.waitForFunction(() => (window.styleclip && (window.styleclip.firstEditAt !== null || window.styleclip.errors.length))
+      || document.getElementById("status")?.dataset.state === "error", null, { timeout: 120000 });
     result.load = await page.evaluate(() => ({
-      first_edit_ms: window.styleclip.firstEditAt, marks: window.styleclip.marks, backend: window.styleclip.backend,
-      threads: window.styleclip.threads, errors: window.styleclip.errors,
-      message: document.getElementById("message").textContent, isolated: self.crossOriginIsolated,
+      first_edit_ms: window.styleclip?.firstEditAt ?? null, marks: window.styleclip?.marks, backend: window.styleclip?.backend,
+      threads: window.styleclip?.threads, errors: window.styleclip?.errors ?? null, started: Boolean(window.styleclip),
+      message: document.getElementById("message").textContent, status: document.getElementById("status").textContent,
+      isolated: self.crossOriginIsolated,
     }));
     result.loads.push(result.load);
   }
