@@ -150,6 +150,20 @@ def _index_html(folder: Path) -> str:
     return html
 
 
+def _tuned_directions(bundle: Path, manifest: dict, folder: Path) -> dict:
+    """The text directions of the bundle's tuned prompts (from their tuned neutral texts), computed by the
+    Python runtime: the page starts its first edit without waiting for its text encoder (any other prompt,
+    or another neutral text, runs the page's own text encoder; the tests compare both with Python)."""
+    from .editor import Editor
+
+    editor = Editor(bundle)
+    keys = [[prompt, settings.get("neutral", "a face")] for prompt, settings in manifest["edit_settings"].items()]
+    directions = np.stack([editor.text_direction(target, neutral) for target, neutral in keys])
+    rel = "tables/text_directions.bin"
+    np.ascontiguousarray(directions, dtype="<f4").tofile(folder / rel)
+    return {"file": rel, "dtype": "float32", "shape": list(directions.shape), "byte_order": "little", "keys": keys}
+
+
 def build_site(bundle, out, ort_folder=None) -> dict:
     """Write the site for `bundle` at `out`; returns its site manifest."""
     bundle, out = Path(bundle), Path(out)
@@ -181,6 +195,8 @@ def build_site(bundle, out, ort_folder=None) -> dict:
             shutil.copyfile(bundle / entry["variants"]["fp32"]["file"], tmp / rel)
             graphs[name] = {"file": rel, "input": _io(entry["inputs"][0]), "output": _io(entry["outputs"][0])}
         tables = {}
+        if manifest.get("global_directions") and manifest.get("edit_settings"):
+            tables["text_directions"] = _tuned_directions(bundle, manifest, tmp)
         for name, rel_npy in manifest["tables"].items():
             if name == "s_mean":
                 continue  # the page does not use the style means

@@ -4,10 +4,11 @@
 
 Builds the site (`cli.py web`), serves it on 127.0.0.1 and drives Debian's chromium with playwright-core
 (web/test/drive.mjs): each page load in a fresh browser context (nothing cached) until the page's first
-edit is drawn (3 faces: the bundle's first tuned prompt on seeds 1,2,3, text direction computed), then
-α-slider moves with the text direction cached on 1 and on 3 faces (from the slider's input event to
-the edited canvases drawn). Reports medians, the load's stages and the site's size; exit status 1 if
-a bar is missed. Needs `npm ci --prefix web` and chromium (`make web-deps`).
+edit is drawn (3 faces, seeds 1,2,3): with the bundle's first tuned prompt (its text direction comes in
+the site, computed by `cli.py web`) and with a new prompt (`?prompt=`: the page's tokenizer and text
+encoder run first). Then α-slider moves with the text direction cached on 1 and on 3 faces (from the
+slider's input event to the edited canvases drawn). Reports medians, the load's stages and the site's
+size; exit status 1 if a bar is missed. Needs `npm ci --prefix web` and chromium (`make web-deps`).
 """
 from __future__ import annotations
 
@@ -24,6 +25,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 BARS = {"first_edit_s": (3.0, "<="), "cached_gd_edit_ms_1_face": (50.0, "<=")}
+NEW_PROMPT = "a face with red hair"
+
+
+def drive(job: dict) -> dict:
+    res = subprocess.run(["node", str(ROOT / "web" / "test" / "drive.mjs")], input=json.dumps(job),
+                         capture_output=True, text=True, timeout=1200, cwd=ROOT)
+    if res.returncode:
+        sys.exit(f"error: the browser run failed:\n{res.stderr[-3000:]}")
+    out = json.loads(res.stdout)
+    if out["page_errors"] or any(load["errors"] for load in out["loads"]):
+        sys.exit(f"error: the page reported errors: {out['page_errors']} {[l['errors'] for l in out['loads']]}")
+    return out
 
 
 def main() -> int:
@@ -45,32 +58,29 @@ def main() -> int:
         server = make_server(site, 0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         alphas = [round(-4 + 8 * k / max(1, args.moves - 1), 1) for k in range(args.moves)]
-        job = {"url": f"http://127.0.0.1:{server.server_address[1]}/?ep=wasm", "chromium": chromium, "loads": args.loads,
-               "live": [{"seeds": "1", "alphas": alphas}, {"seeds": "1,2,3", "alphas": alphas}]}
+        url = f"http://127.0.0.1:{server.server_address[1]}/?ep=wasm"
         try:
-            res = subprocess.run(["node", str(ROOT / "web" / "test" / "drive.mjs")], input=json.dumps(job),
-                                 capture_output=True, text=True, timeout=1200, cwd=ROOT)
+            out = drive({"url": url, "chromium": chromium, "loads": args.loads,
+                         "live": [{"seeds": "1", "alphas": alphas}, {"seeds": "1,2,3", "alphas": alphas}]})
+            new = drive({"url": url + "&prompt=" + NEW_PROMPT.replace(" ", "%20"), "chromium": chromium, "loads": args.loads})
         finally:
             server.shutdown()
             server.server_close()
-    if res.returncode:
-        sys.exit(f"error: the browser run failed:\n{res.stderr[-3000:]}")
-    out = json.loads(res.stdout)
-    if out["page_errors"] or any(load["errors"] for load in out["loads"]):
-        sys.exit(f"error: the page reported errors: {out['page_errors']} {[l['errors'] for l in out['loads']]}")
     loads = out["loads"]
-    first = [load["first_edit_ms"] / 1000 for load in loads]
-    stages = {k: statistics.median(load["marks"][k] for load in loads) / 1000 for k in loads[0]["marks"]}
     live = {run["seeds"]: [t["ms"] for t in run["timings"] if t["live"] and t["textCached"]] for run in out["live"]}
     figures = {
-        "first_edit_s": statistics.median(first),
+        "first_edit_s": statistics.median(load["first_edit_ms"] / 1000 for load in loads),
+        "first_edit_new_prompt_s": statistics.median(load["first_edit_ms"] / 1000 for load in new["loads"]),
         "cached_gd_edit_ms_1_face": statistics.median(live["1"]),
         "cached_gd_edit_ms_3_faces": statistics.median(live["1,2,3"]),
     }
     print(f"backend {loads[0]['backend']}, {loads[0]['threads']} threads (cross-origin isolated: {loads[0]['isolated']})")
-    print(f"first edit drawn after page load: median {figures['first_edit_s']:.2f} s over {len(first)} loads "
-          f"(min {min(first):.2f}, max {max(first):.2f}); stages (median, s since navigation): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
+    for what, runs in (("tuned prompt", loads), (f"new prompt {NEW_PROMPT!r}", new["loads"])):
+        first = [load["first_edit_ms"] / 1000 for load in runs]
+        stages = {k: statistics.median(load["marks"].get(k, 0) for load in runs) / 1000 for k in runs[0]["marks"]}
+        print(f"first edit drawn after page load, {what}: median {statistics.median(first):.2f} s over {len(first)} loads "
+              f"(min {min(first):.2f}, max {max(first):.2f}); stages (median, s since navigation): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in sorted(stages.items(), key=lambda kv: kv[1])))
     for seeds, ms in live.items():
         print(f"GD edit, text direction cached, {len(seeds.split(','))} face(s): median {statistics.median(ms):.1f} ms "
               f"(min {min(ms):.1f}, max {max(ms):.1f}, n {len(ms)})")

@@ -102,7 +102,9 @@ function setupControls(editor) {
   $("neutral").value = "a face";
   for (const prompt of Object.keys(m.edit_settings)) $("prompts").append(new Option(prompt));
   for (const name of editor.mappers) $("mapper").append(new Option(m.mappers[name].prompt, name));
-  $("prompt").value = Object.keys(m.edit_settings)[0] ?? "a face with purple hair";
+  const params = new URLSearchParams(location.search); // ?prompt=...&seeds=... start with those
+  $("prompt").value = params.get("prompt") ?? Object.keys(m.edit_settings)[0] ?? "a face with purple hair";
+  if (params.get("seeds")) $("seeds").value = params.get("seeds");
   const radios = document.querySelectorAll("input[name=method]");
   const showMethod = () => {
     $("global-controls").hidden = method() !== "global";
@@ -255,6 +257,7 @@ async function main() {
     const ortReady = (async () => {
       const backend = await chooseBackend();
       probe.backend = backend;
+      mark("backend");
       const ort = await loadOrt(site, backend);
       mark("onnxruntime");
       $("backend").textContent = `${backend === "webgpu" ? "WebGPU" : "WebAssembly"}${probe.threads > 1 ? `, ${probe.threads} threads` : ""}`;
@@ -269,6 +272,7 @@ async function main() {
     setupControls(state.editor);
     probe.ready = true;
     await edit(); // the first edit: the bundle's first tuned prompt on the default seeds
+    state.editor.warmTextEncoder();
   } catch (err) {
     report(err);
   }

@@ -7,7 +7,8 @@ import { standardNormal } from "./rng.js";
 import { gunzip, SiteError } from "./site.js";
 import { ClipTokenizer } from "./tokenizer.js";
 
-const CORE = ["mapping", "styles", "synthesis", "text_encoder"]; // what the first edit runs
+// What the first edit runs: the bundle's first tuned prompt, whose text direction site.json carries.
+const CORE = ["mapping", "styles", "synthesis"];
 
 export class WebEditor {
   constructor(site, ort, backend, sessions, tokenizer, tables, createSession) {
@@ -27,13 +28,25 @@ export class WebEditor {
     this.conv = em.convIndex(this.layout);
     this.math = this.manifest.edit_math;
     this.cache = new Map(); // text and style directions, by their settings
+    const known = this.tables.get("text_directions"); // the tuned prompts', from `cli.py web` (Python runtime)
+    if (known) {
+      const d = known.shape[1];
+      this.manifest.tables.text_directions.keys.forEach(([target, neutral], i) =>
+        this.cache.set(JSON.stringify(["dt", target, neutral]), Promise.resolve(known.data.slice(i * d, (i + 1) * d))));
+    }
+  }
+
+  /** Open the text encoder's session now (in the background), so the first new prompt does not wait for it. */
+  warmTextEncoder() {
+    if (this.sessions.get("text_encoder") === null) this.sessions.set("text_encoder", this.createSession("text_encoder"));
   }
 
   /** Load, verify and open everything an edit needs, concurrently: the files are fetched and checked
    * while onnxruntime-web (`ortReady`: a promise of {ort, backend}) still loads. `step(name)` reports progress. */
   static async open(site, ortReady, step = () => {}) {
     const m = site.manifest;
-    const tableNames = ["latent_avg", ...(m.global_directions ? ["fs3", "s_std"] : [])];
+    const tableNames = ["latent_avg", ...(m.global_directions ? ["fs3", "s_std"] : []),
+      ...("text_directions" in m.tables ? ["text_directions"] : [])];
     const graphNames = Object.keys(m.graphs);
     const graphBytes = new Map(graphNames.map((n) => [n, site.bytes(m.graphs[n].file)]));
     const tokenizer = (async () => {
