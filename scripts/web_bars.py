@@ -1,6 +1,6 @@
 """The web page's bars (issue 18) on a bundle, measured in headless chromium (WebAssembly backend).
 
-    python scripts/web_bars.py [--bundle artifacts/bundles/demo] [--loads 5] [--moves 30]
+    python scripts/web_bars.py [--bundle artifacts/bundles/demo] [--loads 5] [--moves 30] [--threads N]
 
 Builds the site (`cli.py web`), serves it on 127.0.0.1 and drives Debian's chromium with playwright-core
 (web/test/drive.mjs): each page load in a fresh browser context (nothing cached) until the page's first
@@ -44,6 +44,7 @@ def main() -> int:
     ap.add_argument("--bundle", default=str(ROOT / "artifacts" / "bundles" / "demo"))
     ap.add_argument("--loads", type=int, default=5, help="page loads (fresh contexts) for the first-edit time")
     ap.add_argument("--moves", type=int, default=30, help="α slider moves per face count")
+    ap.add_argument("--threads", type=int, help="WebAssembly threads the page may use [the page's choice: up to 4]")
     args = ap.parse_args()
 
     from runtime.web_site import build_site, make_server, site_size
@@ -58,7 +59,7 @@ def main() -> int:
         server = make_server(site, 0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         alphas = [round(-4 + 8 * k / max(1, args.moves - 1), 1) for k in range(args.moves)]
-        url = f"http://127.0.0.1:{server.server_address[1]}/?ep=wasm"
+        url = f"http://127.0.0.1:{server.server_address[1]}/?ep=wasm" + (f"&threads={args.threads}" if args.threads else "")
         try:
             out = drive({"url": url, "chromium": chromium, "loads": args.loads,
                          "live": [{"seeds": "1", "alphas": alphas}, {"seeds": "1,2,3", "alphas": alphas}]})

@@ -53,8 +53,11 @@ async function loadOrt(site, backend) {
   const { module, wasm } = site.manifest.ort[backend];
   const [ort, binary] = await Promise.all([import(new URL(`../${module}`, import.meta.url).href), site.bytes(wasm)]);
   ort.env.wasm.wasmBinary = binary; // checked against its sha256 above; onnxruntime-web then fetches nothing
-  const asked = Number(new URLSearchParams(location.search).get("threads")) || 4;
-  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(asked, navigator.hardwareConcurrency || 1) : 1;
+  // onnxruntime-web's default: half the cores, at most 4 (the page's own work needs one), and threads only
+  // where the server sends cross-origin isolation headers (`cli.py web --serve` does); ?threads=N overrides.
+  const asked = Number(new URLSearchParams(location.search).get("threads"));
+  const cores = navigator.hardwareConcurrency || 1;
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(asked || Math.min(4, Math.ceil(cores / 2)), cores) : 1;
   probe.threads = ort.env.wasm.numThreads;
   return ort;
 }
