@@ -14,6 +14,7 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from runtime import edit_math
 from runtime.bundle import read_manifest
 from runtime.stylespace import StyleSpaceLayout
 from runtime.tokenizer import ClipTokenizer
-from runtime.web_site import SITE_MANIFEST, WebSiteError, build_site, check_destination, ort_dist
+from runtime.web_site import SITE_MANIFEST, WebSiteError, build_site, check_destination, make_server, ort_dist
 from runtime.web_text import text_tables
 from tests.text_corpus import corpus
 
@@ -83,7 +84,7 @@ def test_rng_is_numpy_bit_for_bit(node):
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="numpy's tail sampler uses the C library's log1pf (glibc here)")
-def test_log1pf_is_glibcs():
+def test_log1pf_rounds_as_glibc():
     """The ziggurat's tail (|z| > 3.65, ~1 draw in 4000) uses libm's log1pf; ours must round the same way."""
     libm = ctypes.CDLL("libm.so.6")
     libm.log1pf.restype, libm.log1pf.argtypes = ctypes.c_float, [ctypes.c_float]
@@ -263,8 +264,9 @@ def site(node, demo_bundle, tmp_path_factory):
 
 
 def test_site_holds_what_the_page_needs(site, demo_bundle):
-    manifest, info = read_manifest(demo_bundle), json.loads((site / SITE_MANIFEST).read_text())
     import hashlib
+
+    manifest, info = read_manifest(demo_bundle), json.loads((site / SITE_MANIFEST).read_text())
 
     for rel, entry in info["files"].items():
         data = (site / rel).read_bytes()
@@ -435,9 +437,6 @@ def test_page_edits_equal_the_python_runtime(node, demo_bundle, tmp_path):
 
 
 def serve_and_load(node, folder: Path) -> dict:
-    from runtime.web_site import make_server
-    import threading
-
     server = make_server(folder, 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
