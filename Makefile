@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo demo-world install clean
+.PHONY: test demo demo-world install clean web-deps
 
 install: $(STAMP)
 
@@ -13,8 +13,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) web-deps
 	$(PY) -m pytest -q tests
+
+# The browser tests' tools: node, web/'s npm packages (npm ci) and Debian's chromium; what cannot be
+# installed here makes those tests skip with the reason (CI requires them: STYLECLIP_WEB_TESTS=require).
+web-deps:
+	@scripts/web_deps.sh
 
 demo: $(STAMP)
 	$(PY) cli.py demo

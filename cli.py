@@ -937,6 +937,37 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
         click.echo(f"wrote {md} and {chart}")
 
 
+# --- the runtime in a web page (runtime/web_site.py, DESIGN §12) ------------------------------------
+@main.command()
+@click.argument("bundle", required=False, type=click.Path(file_okay=False))
+@click.option("--out", default=str(ROOT / "build" / "web"), show_default="build/web", type=click.Path(file_okay=False),
+              help="Site folder (replaced only if it is a site this command wrote, or empty).")
+@click.option("--serve", is_flag=True, help="Then serve the site on http://127.0.0.1:PORT/ until Ctrl-C.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port for --serve (0: any free one).")
+@click.option("--ort-dist", type=click.Path(file_okay=False),
+              help="onnxruntime-web's dist folder [web/node_modules/onnxruntime-web/dist, from `npm ci --prefix web`].")
+def web(bundle, out, serve, port, ort_dist):
+    """Write a static site that runs BUNDLE's edits in the browser (onnxruntime-web) [artifacts/bundles/demo]."""
+    from runtime.web_site import build_site, make_server, site_size
+
+    start = time.perf_counter()
+    build_site(Path(bundle) if bundle else DEFAULT_BUNDLE, out, ort_dist)
+    size = site_size(out)
+    per_visit = ", ".join(f"{b} {v / 1e6:.1f} MB" for b, v in size["per_visit"].items())
+    click.echo(f"wrote {out} ({size['total'] / 1e6:.1f} MB; one visit downloads {per_visit}) "
+               f"in {time.perf_counter() - start:.1f} s")
+    if serve:
+        server = make_server(out, port)
+        click.echo(f"serving http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C to stop)", nl=True)
+        sys.stdout.flush()
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+
+
 @main.command()
 @click.option("--out", default="demo.png", show_default=True, type=Output(".png"))
 @click.option("--seed", "seeds", default="1,2,3,4", show_default=True)
