@@ -423,15 +423,20 @@ def edit(prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, swee
 CHUNK = 8  # faces edited per step of the progress bar
 
 
+def open_bundle_folder(bundle) -> Path:
+    """--bundle, or the default bundle with a message saying how to get one when it is missing."""
+    if bundle is None and not DEFAULT_BUNDLE.is_dir():
+        raise click.UsageError(f"no bundle given, and the default bundle {DEFAULT_BUNDLE} does not exist: pass "
+                               "one (a bundle made by `export`), or build the demo one with `make demo` in a source "
+                               "checkout")
+    return Path(bundle) if bundle else DEFAULT_BUNDLE
+
+
 def open_editor(bundle):
-    """The runtime Editor on --bundle, or on the default bundle with a message saying how to get one."""
+    """The runtime Editor on --bundle or the default bundle."""
     from runtime.editor import Editor
 
-    if bundle is None and not DEFAULT_BUNDLE.is_dir():
-        raise click.UsageError(f"no --bundle given, and the default bundle {DEFAULT_BUNDLE} does not exist: pass "
-                               "--bundle FOLDER (a bundle made by `export`), or build the demo one with `make demo` "
-                               "in a source checkout")
-    return Editor(Path(bundle) if bundle else DEFAULT_BUNDLE)
+    return Editor(open_bundle_folder(bundle))
 
 
 def write_comparison(editor, wplus, columns, titles, out, scale=None) -> list:
@@ -940,7 +945,7 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
 # --- the runtime in a web page (runtime/web_site.py, DESIGN §12) ------------------------------------
 @main.command()
 @click.argument("bundle", required=False, type=click.Path(file_okay=False))
-@click.option("--out", default=str(ROOT / "build" / "web"), show_default="build/web", type=click.Path(file_okay=False),
+@click.option("--out", default=str(_BASE / "build" / "web"), show_default="build/web", type=click.Path(file_okay=False),
               help="Site folder (replaced only if it is a site this command wrote, or empty).")
 @click.option("--serve", is_flag=True, help="Then serve the site on http://127.0.0.1:PORT/ until Ctrl-C.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port for --serve (0: any free one).")
@@ -951,7 +956,7 @@ def web(bundle, out, serve, port, ort_dist):
     from runtime.web_site import build_site, make_server, site_size
 
     start = time.perf_counter()
-    build_site(Path(bundle) if bundle else DEFAULT_BUNDLE, out, ort_dist)
+    build_site(open_bundle_folder(bundle), out, ort_dist)
     size = site_size(out)
     per_visit = ", ".join(f"{b} {v / 1e6:.1f} MB" for b, v in size["per_visit"].items())
     click.echo(f"wrote {out} ({size['total'] / 1e6:.1f} MB; one visit downloads {per_visit}) "

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from .edit_settings import check_edit_settings
-from .files import PRODUCER, read_npy, regular_file, sha256_file
+from .files import PRODUCER, foreign_files_problem, read_npy, regular_file, sha256_file
 from .stylespace import StyleSpaceLayout
 from .tokenizer import trim_padding
 
@@ -58,13 +58,7 @@ def replace_problem(folder) -> str | None:
         return (f"it is not a {PRODUCER} bundle (no {MANIFEST} of ours) and is left alone; "
                 "choose another --out or remove the folder yourself")
     listed = set(json.loads((folder / MANIFEST).read_text()).get("files") or {}) | {MANIFEST}
-    foreign = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                     if not p.is_dir() and str(p.relative_to(folder)) not in listed and p.relative_to(folder).parts[0] != "report")
-    if foreign:
-        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-        return (f"it is a bundle, but holds files its manifest does not list ({', '.join(foreign[:3])}{more}) that "
-                "replacing it would delete; move them out first")
-    return None
+    return foreign_files_problem(folder, listed, spare=("report",))
 
 
 def read_manifest(folder) -> dict:

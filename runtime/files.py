@@ -134,6 +134,20 @@ def check_output(path, what: str = "output") -> Path:
     return path
 
 
+def foreign_files_problem(folder, listed, spare: tuple[str, ...] = ()) -> str | None:
+    """Why replacing our own `folder` would lose someone's files: those not in `listed` (paths relative to
+    it, '/'-separated) and not under a top-level folder in `spare`; None when there are none."""
+    folder = Path(folder)
+    foreign = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                     if not p.is_dir() and p.relative_to(folder).as_posix() not in listed
+                     and p.relative_to(folder).parts[0] not in spare)
+    if not foreign:
+        return None
+    more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+    return (f"it holds files this tool did not write ({', '.join(foreign[:3])}{more}) that replacing it would "
+            "delete; move them out first")
+
+
 # --- all-or-nothing writes --------------------------------------------------------------------------
 _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
 

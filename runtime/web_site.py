@@ -26,7 +26,7 @@ import numpy as np
 
 from . import edit_math
 from .bundle import BundleError, load_table, verify_bundle
-from .files import atomic_path, sha256_file
+from .files import atomic_path, foreign_files_problem, sha256_file
 from .web_text import text_tables
 
 SITE_FORMAT = "styleclip-edge-site"
@@ -61,21 +61,27 @@ def ort_dist(folder=None) -> Path:
     return folder
 
 
-def check_destination(out: Path) -> None:
-    """Refuse to replace anything at `out` but an empty folder or a site this tool wrote."""
-    if not out.exists() and not out.is_symlink():
-        return
-    if not out.is_dir() or out.is_symlink():
-        raise WebSiteError(f"{out} exists and is not a folder; choose another --out")
+def replace_problem(out: Path) -> str | None:
+    """Why an existing folder at `out` must not be replaced by a new site, or None: only an empty folder
+    or a site this tool wrote, holding nothing but the files it lists, is replaced."""
     if not any(out.iterdir()):
-        return
+        return None
     try:
-        manifest = json.loads((out / SITE_MANIFEST).read_text())
-    except (OSError, ValueError):
-        manifest = None
-    if not isinstance(manifest, dict) or manifest.get("format") != SITE_FORMAT:
-        raise WebSiteError(f"{out} exists and is not a site written by `cli.py web` (no {SITE_MANIFEST} of ours); "
-                           "choose another --out or empty it yourself")
+        site = json.loads((out / SITE_MANIFEST).read_text())
+    except (OSError, ValueError, RecursionError):
+        site = None
+    if not isinstance(site, dict) or site.get("format") != SITE_FORMAT:
+        return (f"it is not a site written by `cli.py web` (no {SITE_MANIFEST} of ours); choose another --out or "
+                "empty it yourself")
+    return foreign_files_problem(out, set(site.get("files") or {}) | {SITE_MANIFEST, "index.html"})
+
+
+def check_destination(out: Path) -> None:
+    """Refuse, before any work, an `out` that must not be replaced (the swap checks again)."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise WebSiteError(f"{out} exists and is not a folder; choose another --out")
+    if out.exists() and (problem := replace_problem(out)):
+        raise WebSiteError(f"{out} cannot be replaced: {problem}")
 
 
 def page_graphs(manifest: dict) -> list[str]:
@@ -176,7 +182,7 @@ def build_site(bundle, out, ort_folder=None) -> dict:
     manifest = verify_bundle(bundle)  # every listed file's size and sha256
     if not manifest.get("global_directions") and not manifest.get("mappers"):
         raise WebSiteError(f"bundle {bundle} has neither global-direction tables nor mappers: the page could not edit")
-    with atomic_path(out, is_dir=True) as tmp:
+    with atomic_path(out, is_dir=True, replace=replace_problem) as tmp:
         for sub in ("js", "ort", "graphs", "tables", "tokenizer"):
             (tmp / sub).mkdir()
         for name in MODULES:

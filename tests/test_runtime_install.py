@@ -20,7 +20,7 @@ import cli
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / "build" / "runtime-venv"
 BASE = ("numpy", "onnxruntime", "pillow", "click", "regex", "ftfy")  # pyproject.toml's dependencies
-RUNTIME_COMMANDS = {"edit", "demo"}
+RUNTIME_COMMANDS = {"edit", "demo", "web"}
 # Each command that needs an extra, with the least arguments that get it past parsing.
 MINIMAL = {
     "inspect": ["g.pt"], "convert": ["g.pt", "out"], "import-mapper": ["m.pt", "out"], "export": [],
@@ -103,10 +103,17 @@ def test_runtime_commands_give_the_same_png_bytes(venv, bundle, tmp_path, args):
     assert outputs[0] == outputs[1]
 
 
+def test_web_from_an_installed_wheel_says_it_needs_a_checkout(venv, bundle, tmp_path):
+    res = run(venv, ["web", bundle, "--out", "site"], tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and res.stderr.startswith("error: "), res.stderr
+    assert "checkout" in res.stderr or "npm ci --prefix web" in res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_demo_without_a_bundle_explains_how_to_get_one(venv, tmp_path):
     res = run(venv, ["demo"], tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "error: the demo bundle" in res.stderr and "pass --bundle FOLDER" in res.stderr
     res = run(venv, ["edit", "a smiling face"], tmp_path)
-    assert res.returncode == 2 and "error: no --bundle given" in res.stderr
+    assert res.returncode == 2 and "error: no bundle given" in res.stderr
     assert list(tmp_path.iterdir()) == []

@@ -306,9 +306,13 @@ def test_site_never_replaces_what_it_did_not_write(site, tmp_path, demo_bundle):
         check_destination(tmp_path / "file")
     copy = tmp_path / "site"
     shutil.copytree(site, copy)
-    (copy / "stale.txt").write_text("old")
+    (copy / "notes.txt").write_text("mine")  # someone's file inside a site of ours: it would be lost
+    with pytest.raises(WebSiteError, match=r"holds files this tool did not write \(notes.txt\)"):
+        build_site(demo_bundle, copy)
+    (copy / "notes.txt").unlink()
+    (copy / "graphs" / "mapping.onnx").write_bytes(b"changed")  # a listed file, changed: still ours to replace
     build_site(demo_bundle, copy)  # a site of ours is replaced whole
-    assert not (copy / "stale.txt").exists() and (copy / SITE_MANIFEST).is_file()
+    assert (copy / SITE_MANIFEST).is_file() and (copy / "graphs" / "mapping.onnx").read_bytes() != b"changed"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
     with pytest.raises(WebSiteError, match="npm ci --prefix web"):
         ort_dist(tmp_path / "nowhere")
