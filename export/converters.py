@@ -35,7 +35,7 @@ def export_onnx(spec: GraphSpec, example: np.ndarray, path: Path, opset: int = O
     with _quiet(), torch.no_grad():
         try:
             program = torch.onnx.export(
-                spec.module.eval(), (torch.from_numpy(example),), dynamo=True, opset_version=opset,
+                spec.exported.eval(), (torch.from_numpy(example),), dynamo=True, opset_version=opset,
                 input_names=[spec.input_name], output_names=[spec.output_name],
                 dynamic_shapes=(dims,), external_data=False, optimize=True,
             )

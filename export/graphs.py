@@ -19,6 +19,9 @@ from precompute.clip_model import Clip, text_embedding
 from precompute.mapper import LatentMapper
 from precompute.stylegan2 import Generator
 
+from . import text_graph
+from .synthesis_graph import ExportSynthesis
+
 TRUNCATION = 0.7  # StyleCLIP samples with psi 0.7
 
 
@@ -31,6 +34,13 @@ class GraphSpec:
     metric: str  # "image" | "embedding" | "latent": the domain metric validation uses
     sample: Callable[[int, np.random.Generator], np.ndarray]  # batch, rng -> one input batch
     dynamic: dict[int, tuple[str, int, int]] = field(default_factory=dict)  # axis >= 1 -> (name, min, max)
+    # What the ONNX graph is exported from when it is not `module` itself: the same function rewritten for
+    # the runtime (export/synthesis_graph.py). `module` stays the reference validation compares against.
+    onnx_module: nn.Module | None = None
+
+    @property
+    def exported(self) -> nn.Module:
+        return self.onnx_module if self.onnx_module is not None else self.module
 
     def input_shape(self, array: np.ndarray) -> list:
         return ["batch", *(self.dynamic[a][0] if a in self.dynamic else d for a, d in enumerate(array.shape) if a)]
@@ -118,8 +128,10 @@ def generator_graphs(gen: Generator, sampler: InputSampler) -> list[GraphSpec]:
     return [
         GraphSpec("mapping", _Call(gen, "mapping"), "z", "w", "latent", sampler.z),
         GraphSpec("styles", _Styles(gen), "wplus", "styles", "latent", sampler.wplus),
-        GraphSpec("synthesis", _Call(gen, "synthesis_flat"), "styles", "image", "image", sampler.styles),
-        GraphSpec("synthesis_wplus", _Call(gen, "synthesis_wplus"), "wplus", "image", "image", sampler.wplus),
+        GraphSpec("synthesis", _Call(gen, "synthesis_flat"), "styles", "image", "image", sampler.styles,
+                  onnx_module=ExportSynthesis(gen)),
+        GraphSpec("synthesis_wplus", _Call(gen, "synthesis_wplus"), "wplus", "image", "image", sampler.wplus,
+                  onnx_module=ExportSynthesis(gen, wplus=True)),
     ]
 
 
@@ -130,7 +142,9 @@ def mapper_graph(name: str, mapper: LatentMapper, sampler: InputSampler) -> Grap
 
 def clip_graphs(clip: Clip, sampler: InputSampler, image_encoder: bool) -> list[GraphSpec]:
     length = {1: ("length", 2, clip.context_length)} if clip.trims_tokens else {}
-    specs = [GraphSpec("text_encoder", _TextEncoder(clip), "tokens", "text_embedding", "embedding", sampler.tokens, length)]
+    fused = text_graph.ExportTextEncoder(clip) if text_graph.supports(clip) else None
+    specs = [GraphSpec("text_encoder", _TextEncoder(clip), "tokens", "text_embedding", "embedding", sampler.tokens, length,
+                       onnx_module=fused)]
     if image_encoder:
         specs.append(GraphSpec("image_encoder", _ImageEncoder(clip), "images", "image_embedding", "embedding", sampler.images))
     return specs

@@ -108,8 +108,11 @@ class Editor:
         self.options = ort.SessionOptions()
         self.options.graph_optimization_level = levels[optimization]
         self.options.log_severity_level = 3
-        # No pre-grown arena: the demo bundle then stays under 3x its size in memory (scripts/runtime_bars.py).
-        self.options.enable_cpu_mem_arena = False
+        # onnxruntime's arena reuses the large intermediate buffers: without it every one is a fresh mmap whose
+        # pages fault in on each run (FFHQ-1024 synthesis ~20% slower, its ConvTranspose 2x). Without the
+        # memory pattern, run after run, the arena holds what a run needs rather than a planned block per
+        # input shape (peak 0.62 vs 0.87 GB there); loading allocates nothing extra (docs/benchmarks.md).
+        self.options.enable_mem_pattern = False
         if threads:
             self.options.intra_op_num_threads = threads
         self.precision = precision
