@@ -26,11 +26,17 @@ from runtime.edit_settings import check_edit_settings
 from runtime.files import atomic_path, read_npy, read_npz, sha256_file, slugify
 
 from . import __version__
-from .converters import OPSET, ExportError, convert_fp16, export_onnx, export_torchscript
+from .converters import OPSET, ExportError, convert_fp16, convert_int8, export_onnx, export_torchscript
 from .graphs import TRUNCATION, InputSampler, clip_graphs, generator_graphs, mapper_graph
 from .tensorrt import build_engine, require_tensorrt
 
 EXAMPLE_BATCH = 2  # torch.export specializes dims whose example size is 0 or 1
+
+
+def int8_graph(name: str) -> bool:
+    """The graphs whose time is MatMuls with constant weights, where dynamic int8 pays on CPU (the text
+    encoder and the mappers); convolutions (synthesis) have no fast dynamic-int8 kernel in onnxruntime."""
+    return name == "text_encoder" or name.startswith("mapper_")
 
 
 @dataclass
@@ -54,6 +60,7 @@ class ExportOptions:
     tensorrt: bool = False
     image_encoder: bool = False
     opset: int = OPSET
+    int8: bool = False  # dynamic int8 variants of the graphs that are mostly MatMul (INT8_GRAPHS)
 
 
 @dataclass
@@ -170,6 +177,10 @@ def export_bundle(out, src: Sources, options: ExportOptions = ExportOptions(), p
                 rel16 = f"graphs/{spec.name}.fp16.onnx"
                 convert_fp16(tmp / rel, tmp / rel16)
                 variants["fp16"] = {"file": rel16, "format": "onnx", "precision": "fp16"}
+            if options.int8 and int8_graph(spec.name):
+                rel8 = f"graphs/{spec.name}.int8.onnx"
+                convert_int8(tmp / rel, tmp / rel8)
+                variants["int8"] = {"file": rel8, "format": "onnx", "precision": "int8"}
             if options.torchscript:
                 rel_ts = f"torchscript/{spec.name}.pt"
                 (tmp / "torchscript").mkdir(exist_ok=True)

@@ -89,7 +89,7 @@ def write_models(work: Path, preset: str) -> Sources:
 def _stamp(preset: str, options: ExportOptions) -> dict:
     return {"definition": preset_definition(preset), "toolkit": __version__,
             "options": {"fp16": options.fp16, "torchscript": options.torchscript, "opset": options.opset,
-                        "image_encoder": options.image_encoder}}
+                        "image_encoder": options.image_encoder, "int8": options.int8}}
 
 
 def reusable(work: Path, preset: str, options: ExportOptions) -> str | None:
@@ -108,7 +108,8 @@ def reusable(work: Path, preset: str, options: ExportOptions) -> str | None:
     if stamp != expected:
         return "the preset or the export options changed"
     wanted = {"fp32"} | ({"fp16"} if options.fp16 else set()) | ({"torchscript"} if options.torchscript else set())
-    if any(not wanted <= set(g["variants"]) for g in manifest["graphs"].values()):
+    if any(not wanted <= set(g["variants"]) for g in manifest["graphs"].values()) or options.int8 and not any(
+            "int8" in g["variants"] for g in manifest["graphs"].values()):
         return "the bundle lacks a requested variant"
     if manifest["producer"].get("toolkit") != __version__ or manifest["producer"].get("opset") != options.opset:
         return "the bundle was made by another toolkit version or opset"

@@ -31,8 +31,10 @@ from .graphs import InputSampler, clip_graphs, generator_graphs, mapper_graph
 TOLERANCES = {
     "fp32": {"image": ("psnr", 60.0, True), "embedding": ("cosine", 0.99999, True), "latent": ("max_abs", 1e-4, False)},
     "fp16": {"image": ("psnr", 35.0, True), "embedding": ("cosine", 0.999, True), "latent": ("rel_l2", 1e-2, False)},
+    # Dynamic int8 MatMuls (text encoder, mappers); images: whole edits through an int8 graph.
+    "int8": {"image": ("psnr", 30.0, True), "embedding": ("cosine", 0.999, True), "latent": ("rel_l2", 1e-2, False)},
 }
-VARIANT_PRECISION = {"fp32": "fp32", "fp16": "fp16", "torchscript": "fp32", "tensorrt": "fp32"}
+VARIANT_PRECISION = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "torchscript": "fp32", "tensorrt": "fp32"}
 GD_PROMPT = ("a face with purple hair", "a face")  # the end-to-end global-direction check
 REPORT_DIR = "report"
 
@@ -200,40 +202,54 @@ class Validator:
         return checks
 
     def edit_checks(self) -> list[Check]:
-        """Whole edits, fp32 ONNX vs PyTorch, compared on the final images."""
+        """Whole edits vs PyTorch, compared on the final images: with the fp32 graphs, and again with the
+        int8 text encoder / mappers where the bundle has them (their error as a user sees it)."""
         gen, clip, m = self.models.generator, self.models.clip, self.manifest
-        onnx = {g: make_runner(self.folder, m, e["variants"]["fp32"]) for g, e in m["graphs"].items()}
         rng = np.random.default_rng([self.seed, 999])
         wplus = self.specs["styles"].sample(max(self.batches), rng)
+        fp32 = {g: make_runner(self.folder, m, e["variants"]["fp32"]) for g, e in m["graphs"].items()}
         checks = []
-        if m.get("global_directions"):
-            fs3, std = (load_table(self.folder, m, m["tables"][k]) for k in ("fs3", "s_std"))
-            with torch.no_grad():
-                # open_clip at full context vs the graph on the runtime's input (padding cut when it can be)
-                dt_ref = edit_math.text_direction(
-                    lambda t: clip.model.encode_text(clip.tokenize(t), normalize=True).numpy(), *GD_PROMPT)
+        gd_ref = self._gd_reference(wplus) if m.get("global_directions") else None
+        for variant in ("fp32", "int8"):
+            runners = dict(fp32)
+            if variant != "fp32":
+                runners.update({g: make_runner(self.folder, m, e["variants"][variant])
+                                for g, e in m["graphs"].items() if variant in e["variants"]})
+            if gd_ref is not None and (variant == "fp32" or runners["text_encoder"] is not fp32["text_encoder"]):
+                ref, beta = gd_ref
                 dt_out = edit_math.text_direction(
-                    lambda t: onnx["text_encoder"](text_tokens(m, clip.tokenize(t).numpy())), *GD_PROMPT)
-                r = edit_math.relevance(fs3, dt_ref)
-                # The channels at the default beta (at least 10), beta midway to the next one: a 1e-7
-                # difference in dt must not flip a channel sitting right at the threshold.
-                kept = max(10, int((np.abs(r) >= edit_math.DEFAULT_BETA).sum()))
-                beta = edit_math.auto_beta(r, min(kept, r.size))
-                s_ref = torch.cat(gen.styles(torch.from_numpy(wplus)), 1).numpy()
-                ds_ref = edit_math.style_direction(r, beta, std, gen.layout)
-                ref = gen.synthesis_flat(torch.from_numpy(edit_math.apply_edits(s_ref, [ds_ref], [edit_math.DEFAULT_ALPHA]))).numpy()
-            ds_out = edit_math.style_direction(edit_math.relevance(fs3, dt_out), beta, std, gen.layout)
-            out = onnx["synthesis"](edit_math.apply_edits(onnx["styles"](wplus), [ds_out], [edit_math.DEFAULT_ALPHA]))
-            checks.append(_check("edit:global_direction", "fp32", len(wplus), "image", ref, out))
-            self.images["edit:global_direction"] = (ref, out)
-        for name, info in m["mappers"].items():
-            mapper = self.models.mappers[name]
-            with torch.no_grad():
-                ref = gen(mapper.edit(torch.from_numpy(wplus))).numpy()
-            out = onnx["synthesis_wplus"](onnx[info["graph"]](wplus))
-            checks.append(_check(f"edit:mapper_{name}", "fp32", len(wplus), "image", ref, out))
-            self.images[f"edit:mapper_{name}"] = (ref, out)
+                    lambda t: runners["text_encoder"](text_tokens(m, clip.tokenize(t).numpy())), *GD_PROMPT)
+                fs3, std = (load_table(self.folder, m, m["tables"][k]) for k in ("fs3", "s_std"))
+                ds_out = edit_math.style_direction(edit_math.relevance(fs3, dt_out), beta, std, gen.layout)
+                out = runners["synthesis"](edit_math.apply_edits(runners["styles"](wplus), [ds_out], [edit_math.DEFAULT_ALPHA]))
+                checks.append(_check("edit:global_direction", variant, len(wplus), "image", ref, out))
+                self.images["edit:global_direction" + ("" if variant == "fp32" else f".{variant}")] = (ref, out)
+            for name, info in m["mappers"].items():
+                if variant != "fp32" and runners[info["graph"]] is fp32[info["graph"]]:
+                    continue
+                with torch.no_grad():
+                    ref = gen(self.models.mappers[name].edit(torch.from_numpy(wplus))).numpy()
+                out = runners["synthesis_wplus"](runners[info["graph"]](wplus))
+                checks.append(_check(f"edit:mapper_{name}", variant, len(wplus), "image", ref, out))
+                self.images[f"edit:mapper_{name}" + ("" if variant == "fp32" else f".{variant}")] = (ref, out)
         return checks
+
+    def _gd_reference(self, wplus) -> tuple[np.ndarray, float]:
+        """The global-direction edit in PyTorch (open_clip at full context) and the beta it was made with."""
+        gen, clip, m = self.models.generator, self.models.clip, self.manifest
+        fs3, std = (load_table(self.folder, m, m["tables"][k]) for k in ("fs3", "s_std"))
+        with torch.no_grad():
+            dt_ref = edit_math.text_direction(
+                lambda t: clip.model.encode_text(clip.tokenize(t), normalize=True).numpy(), *GD_PROMPT)
+            r = edit_math.relevance(fs3, dt_ref)
+            # The channels at the default beta (at least 10), beta midway to the next one: a 1e-7
+            # difference in dt must not flip a channel sitting right at the threshold.
+            kept = max(10, int((np.abs(r) >= edit_math.DEFAULT_BETA).sum()))
+            beta = edit_math.auto_beta(r, min(kept, r.size))
+            s_ref = torch.cat(gen.styles(torch.from_numpy(wplus)), 1).numpy()
+            ds_ref = edit_math.style_direction(r, beta, std, gen.layout)
+            ref = gen.synthesis_flat(torch.from_numpy(edit_math.apply_edits(s_ref, [ds_ref], [edit_math.DEFAULT_ALPHA]))).numpy()
+        return ref, beta
 
     def run(self, report: bool = True) -> list[Check]:
         checks = self.graph_checks() + self.edit_checks()

@@ -27,7 +27,7 @@ from .tokenizer import ClipTokenizer
 PROVIDERS = {"cpu": ["CPUExecutionProvider"],
              "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
              "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
-PRECISIONS = ("fp32", "fp16")  # ONNX variants; a graph exported without fp16 runs its fp32 variant
+PRECISIONS = ("fp32", "fp16", "int8")  # ONNX variants; a graph exported without one runs its fp32 variant
 MAX_BATCH = 64  # rendering is chunked so memory stays bounded for any input size
 
 
