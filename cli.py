@@ -908,8 +908,13 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
               help="Stop a row's repeats after this long (at least 3; 0: no limit).")
 @click.option("--graphs", help="Only these graphs, comma-separated (no whole edits, no fs3), e.g. synthesis,text_encoder.")
 @click.option("--profile", is_flag=True, help="Also print onnxruntime's per-op profile of every graph.")
+@click.option("--plain/--no-plain", default=True, show_default=True,
+              help="Also time the rewritten graphs (synthesis, text encoder) exported without their rewrite, and the "
+                   "rewritten modules in PyTorch eager.")
+@click.option("--openvino/--no-openvino", default=None,
+              help="Also time OpenVINO's CPU plugin (f32 and bf16) [when the openvino package is installed].")
 @click.option("--out", type=Output(".md"), help="Write the report into this .md (its run block; chart PNG beside it).")
-def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs, profile, out):
+def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs, profile, plain, openvino, out):
     """Time the runtime against PyTorch eager (same inputs, interleaved) and against each graph's floor."""
     import shlex
 
@@ -935,6 +940,7 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
     for folder, label in targets:
         res = bench_bundle(folder, batches=sizes, repeats=repeats, warmup=warmup, threads=threads or None,
                            max_seconds=max_seconds or None, label=label, profile=profile, graphs=only,
+                           reference_graphs=plain, openvino=openvino,
                            edits=not only, fs3_channels=0 if only else 2, log=lambda m: click.echo(m, err=True))
         click.echo(format_result(res) + "\n")
         results.append(res)

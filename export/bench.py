@@ -10,7 +10,8 @@ the ratio torch / runtime, items per second, and the floor:
 
   floor = max(FLOPs / matmul peak, minimum bytes / memory bandwidth)
 
-FLOPs are 2 x the multiply-adds of Conv, ConvTranspose, MatMul and Gemm, counted from the ONNX graph
+FLOPs are 2 x the multiply-adds of Conv, ConvTranspose, MatMul and Gemm (and their int8 forms, and
+onnxruntime's Attention: the QKV projection plus QK^T and AV over all heads), counted from the ONNX graph
 with shapes from ONNX shape inference at the benchmark batch; minimum bytes are the weights (a table
 read only by Gather counts only the rows it yields) plus the input and the output. The peak and the
 bandwidth are measured in the same run with the same threads: a large fp32 matmul (torch.mm) and a
@@ -49,7 +50,9 @@ TEXT_BATCH = 2 * len(edit_math.TEMPLATES)  # one uncached text direction: 2 x 79
 GD_EDIT = ("a face with purple hair", "a face")
 PAUSE_S = 0.002  # between timed calls
 UNCUT = "fp32 uncut"  # text encoder variant row: all context_length ids, padding included
-MAC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+MAC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "MatMulInteger", "ConvInteger", "Attention")
+# Contrib ops our graphs use, which ONNX shape inference does not know: output 0 has the shape of this input.
+CONTRIB_SAME_SHAPE = {("com.microsoft", "Attention"): 0}
 
 
 def family(graph: str) -> str:
@@ -187,7 +190,7 @@ def graph_cost(model, batch: int, length: int | None = None) -> Cost:
                 d.dim_value = length
     del graph.value_info[:]
     _toposort(graph)  # shape inference walks nodes in order; the fp16 converter appends its input casts
-    graph = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+    graph = _infer_shapes(model).graph
     shapes = {v.name: _dims(v) for v in list(graph.value_info) + list(graph.input) + list(graph.output)}
     types = {v.name: v.type.tensor_type.elem_type for v in list(graph.value_info) + list(graph.input) + list(graph.output)}
     weights = {t.name: (list(t.dims), t.data_type) for t in graph.initializer}
@@ -209,11 +212,14 @@ def graph_cost(model, batch: int, length: int | None = None) -> Cost:
         if node.op_type not in MAC_OPS:
             continue
         a, b, y = shape(node.input[0], node), shape(node.input[1], node), shape(node.output[0], node)
-        if node.op_type == "Conv":  # W [M, C/g, k...], Y [N, M, out...]
+        if node.op_type in ("Conv", "ConvInteger"):  # W [M, C/g, k...], Y [N, M, out...]
             macs += np.prod(y, dtype=np.float64) * np.prod(b[1:], dtype=np.float64)
+        elif node.op_type == "Attention":  # X [N, S, D], W [D, 3D]: QKV, then QK^T and AV (S x S x D each)
+            n, s, d = a
+            macs += n * s * d * b[1] + 2.0 * n * s * s * d
         elif node.op_type == "ConvTranspose":  # X [N, C, in...], W [C, M/g, k...]
             macs += np.prod(a, dtype=np.float64) * np.prod(b[1:], dtype=np.float64)
-        elif node.op_type == "MatMul":
+        elif node.op_type in ("MatMul", "MatMulInteger"):
             macs += np.prod(y, dtype=np.float64) * a[-1]
         else:  # Gemm
             trans_a = any(at.name == "transA" and at.i for at in node.attribute)
@@ -232,6 +238,28 @@ def graph_cost(model, batch: int, length: int | None = None) -> Cost:
         weight_bytes += size
     io = sum(_nbytes(shape(v.name, v), types[v.name]) for v in list(graph.input) + list(graph.output))
     return Cost(2.0 * macs, weight_bytes, io)
+
+
+def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX shape inference, with the outputs of CONTRIB_SAME_SHAPE ops filled in and inference rerun past them."""
+    for _ in range(1 + sum(1 for n in model.graph.node if (n.domain, n.op_type) in CONTRIB_SAME_SHAPE)):
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        known = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.input)
+                 if (d := _dims(v)) is not None and None not in d}
+        added = False
+        for node in inferred.graph.node:
+            index = CONTRIB_SAME_SHAPE.get((node.domain, node.op_type))
+            if index is None or node.output[0] in known or node.input[index] not in known:
+                continue
+            source = known[node.input[index]]
+            info = onnx.ValueInfoProto()
+            info.CopyFrom(source)
+            info.name = node.output[0]
+            model.graph.value_info.append(info)
+            added = True
+        if not added:
+            return inferred
+    return onnx.shape_inference.infer_shapes(model, data_prop=True)
 
 
 def _toposort(graph: onnx.GraphProto) -> None:
@@ -386,7 +414,8 @@ class Bench:
     def __init__(self, bundle, models: Models | None = None, batches=(1, 8), repeats: int = 20, warmup: int = 2,
                  threads: int | None = None, max_seconds: float | None = 60.0, graphs=None, edits: bool = True,
                  fs3_channels: int = 2, hardware_sizes=(2048, 512), seed: int = 0, label: str | None = None,
-                 profile: bool = False, log: Callable[[str], None] = lambda _: None):
+                 profile: bool = False, reference_graphs: bool = True, openvino: bool | None = None,
+                 log: Callable[[str], None] = lambda _: None):
         from .validate import sources_from_manifest
 
         self.folder = Path(bundle)
@@ -397,6 +426,9 @@ class Bench:
         self.repeats, self.warmup, self.max_seconds = repeats, warmup, max_seconds
         self.edits, self.fs3_channels, self.hardware_sizes = edits, fs3_channels, hardware_sizes
         self.profile_graphs = profile
+        self.reference_graphs = reference_graphs  # the 'fp32 plain' and 'torch rewrite' rows
+        self.openvino = openvino_available() if openvino is None else openvino
+        self._scratch = None  # a temporary folder for the plain graphs
         self.label, self.log, self.rng = label or self.folder.name, log, np.random.default_rng(seed)
         self.editor = Editor(self.folder, threads=self.threads)
         self.manifest = self.editor.manifest
@@ -426,13 +458,18 @@ class Bench:
         tokens = self.editor.tokenizer((prompts * (batch // len(prompts) + 1))[:batch])
         return text_tokens(self.manifest, tokens) if cut else tokens
 
-    def cost(self, graph: str, batch: int, variant: str = "fp32", length: int | None = None) -> Cost:
+    def cost(self, graph: str, batch: int, variant="fp32", length: int | None = None) -> Cost:
+        """FLOPs and bytes of a graph's `variant` (a bundle variant name, or a graph file's path)."""
         if graph == "text_encoder" and length is None:
             length = self.input(graph, batch).shape[1]
-        key = (graph, batch, variant, length)
+        key = (graph, batch, str(variant), length)
         if key not in self._costs:
-            entry = self.manifest["graphs"][graph]["variants"][variant]
-            self._costs[key] = graph_cost(verify_file(self.folder, self.manifest, entry["file"]), batch, length)
+            if isinstance(variant, Path):
+                path = variant
+            else:
+                entry = self.manifest["graphs"][graph]["variants"][variant]
+                path = verify_file(self.folder, self.manifest, entry["file"])
+            self._costs[key] = graph_cost(path, batch, length)
         return self._costs[key]
 
     def session(self, graph: str, variant: str):
@@ -499,6 +536,9 @@ class Bench:
                                hw, machine, time.perf_counter() - start, profiles)
         finally:
             torch.set_num_threads(previous)
+            if self._scratch is not None:
+                self._scratch.cleanup()
+                self._scratch = None
 
     def _time(self, candidates: dict, warmup: int = 0) -> dict[str, Stats]:
         return interleaved(candidates, self.repeats, warmup=warmup, max_seconds=self.max_seconds)
@@ -525,13 +565,7 @@ class Bench:
                      sum(_module_mb(m) for m in modules.values()), pt_mem.mb)
         rows = []
         for g in names:
-            variants = self.manifest["graphs"][g]["variants"]
-            runners = {"fp32": fp32[g]}
-            if "fp16" in variants:
-                runners["fp16"] = self.session(g, "fp16")
-            if "torchscript" in variants:
-                ts = self.torchscript(g)
-                runners["torchscript"] = lambda x, ts=ts: ts(torch.from_numpy(x))
+            runners, files = self.runners(g, fp32[g])
             for b in self.graph_batches(g):
                 x = inputs[(g, b)]
                 xt = torch.from_numpy(x)
@@ -546,12 +580,68 @@ class Bench:
                         cands[UNCUT] = lambda run=fp32[g]: run(full)
                     stats = self._time(cands)
                 for v in [*runners, *([UNCUT] if UNCUT in stats else [])]:
-                    cost = self.cost(g, b, "fp32" if v in ("torchscript", UNCUT) else v,
-                                     full.shape[1] if v == UNCUT else None)
-                    rows.append(Row("graph", g, b, v, stats[v], stats["torch"], cost))
+                    length = full.shape[1] if v == UNCUT else None
+                    rows.append(Row("graph", g, b, v, stats[v], stats["torch"], self.cost(g, b, files.get(v, "fp32"), length)))
                 self.log(f"[{self.label}] {g} batch {b}: runtime {stats['fp32'].median * 1e3:.2f} ms, "
                          f"torch {stats['torch'].median * 1e3:.2f} ms")
         return rows, mem
+
+    def runners(self, graph: str, fp32) -> tuple[dict, dict]:
+        """The candidates of one graph besides PyTorch eager, and the graph file (a variant name or a path)
+        each one's cost is counted on:
+
+          fp32, fp16, int8    the bundle's ONNX variants in the runtime's sessions
+          torchscript         the bundle's TorchScript variant
+          fp32 plain          the graph exported straight from the PyTorch module, without the export-time
+                              rewrite (synthesis, text encoder): what the rewrite gains, in the same run
+          torch rewrite       the rewritten module in PyTorch eager: what the rewrite alone gives PyTorch
+          openvino [bf16]     OpenVINO's CPU plugin (when installed) on the fp32 graph, or on the plain one
+                              where there is one (it runs ConvTranspose well and Col2Im slowly), f32 and
+                              with its bf16 inference precision
+        """
+        variants = self.manifest["graphs"][graph]["variants"]
+        runners, files = {"fp32": fp32}, {}
+        for name, entry in variants.items():
+            if name != "fp32" and entry["format"] == "onnx":
+                runners[name], files[name] = self.session(graph, name), name
+        if "torchscript" in variants:
+            ts = self.torchscript(graph)
+            runners["torchscript"] = lambda x, ts=ts: ts(torch.from_numpy(x))
+        spec = self.specs[graph]
+        plain = None
+        if self.reference_graphs and spec.onnx_module is not None:
+            plain = self.plain_graph(graph)
+            runners["fp32 plain"], files["fp32 plain"] = self.file_session(plain), plain
+            module = spec.onnx_module.eval()
+            runners["torch rewrite"] = lambda x, m=module: m(torch.from_numpy(x))
+        if self.openvino:
+            target = plain or verify_file(self.folder, self.manifest, variants["fp32"]["file"])
+            for hint, name in (("f32", "openvino"), ("bf16", "openvino bf16")):
+                runners[name], files[name] = openvino_runner(target, self.threads, hint), target
+        return runners, files
+
+    def plain_graph(self, graph: str) -> Path:
+        """`graph` exported from its PyTorch module as it is (no rewrite), once, into a temporary folder."""
+        from .converters import export_onnx
+        from .graphs import GraphSpec
+
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="bench-plain-")
+        path = Path(self._scratch.name) / f"{graph}.plain.onnx"
+        if not path.is_file():
+            spec = self.specs[graph]
+            plain = GraphSpec(spec.name, spec.module, spec.input_name, spec.output_name, spec.metric, spec.sample,
+                              spec.dynamic)
+            export_onnx(plain, self.input(graph, 2), path)
+            self.log(f"[{self.label}] exported {graph} without its rewrite for the 'fp32 plain' rows")
+        return path
+
+    def file_session(self, path: Path):
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(path), self.editor.options, providers=self.editor.providers)
+        name = sess.get_inputs()[0].name
+        return lambda x: sess.run(None, {name: x})[0]
 
     def _family_module(self, fam: str, graph: str) -> torch.nn.Module:
         if fam == "generator":
@@ -657,6 +747,22 @@ def fs3_seconds_per_image(gen, clip, mean, std, channels: int = 2, n_images: int
     if d1 == d0:
         raise ValueError("need at least two channel groups to time; raise the channel count")
     return (t1 - t0) / ((d1 - d0) * 2 * n_images)
+
+
+def openvino_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def openvino_runner(path: Path, threads: int, precision: str = "f32"):
+    """An ONNX graph compiled by OpenVINO's CPU plugin (latency mode, `threads`, inference precision f32/bf16)."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                                          "INFERENCE_PRECISION_HINT": precision})
+    request = compiled.create_infer_request()
+    return lambda x: request.infer({0: x})[0].copy()
 
 
 def bench_bundle(bundle, models: Models | None = None, batches=(1, 8), repeats: int = 20, warmup: int = 2,

@@ -13,7 +13,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from export.bench import TEXT_BATCH, UNCUT, BenchResult, bench_bundle, format_result, graph_cost, interleaved, write_markdown
+from export.bench import (TEXT_BATCH, UNCUT, BenchResult, Hardware, bench_bundle, format_result, graph_cost,
+                          interleaved, write_markdown)
 from export.bundle import load_sources
 from export.presets import reusable
 from runtime.bundle import read_manifest
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def result(bundle, models) -> BenchResult:
     threads = torch.get_num_threads()
     res = bench_bundle(bundle, load_sources(sources(models)), batches=(1, 2), repeats=2, warmup=1, threads=1,
-                       max_seconds=None, hardware_sizes=(128, 4), fs3_channels=1, profile=True)
+                       max_seconds=None, hardware_sizes=(128, 4), fs3_channels=1, profile=True, openvino=False)
     assert torch.get_num_threads() == threads  # restored
     return res
 
@@ -34,15 +35,23 @@ def result(bundle, models) -> BenchResult:
 def test_every_graph_variant_and_batch_has_a_row(result, bundle):
     manifest = read_manifest(bundle)
     graph_rows = {(r.name, r.batch, r.variant): r for r in result.rows if r.section == "graph"}
+    rewritten = {"synthesis", "synthesis_wplus", "text_encoder"}  # also timed unrewritten, and in PyTorch eager
     for graph, entry in manifest["graphs"].items():
         batches = {1, 2} | ({TEXT_BATCH} if graph == "text_encoder" else set())
-        for variant in entry["variants"]:
+        for variant in [*entry["variants"], *(("fp32 plain", "torch rewrite") if graph in rewritten else ())]:
             for b in batches:
                 row = graph_rows.pop((graph, b, variant))
                 assert row.runtime.median > 0 and row.torch.median > 0 and row.runtime.n == 2
                 assert row.runtime.p10 <= row.runtime.median <= row.runtime.p90
                 assert math.isfinite(row.ratio) and row.ratio > 0 and row.per_s > 0
                 assert row.cost.flops > 0 and row.cost.bytes > 0 and row.floor_s > 0 and row.vs_floor > 0
+    for graph in rewritten:  # the same FLOPs in both forms, but for the phases' extra row and column (7% at 4-32 px)
+        for b in (1, 2):
+            plain, fp32 = result_row(result, graph, b, "fp32 plain"), result_row(result, graph, b, "fp32")
+            assert plain.cost.flops == pytest.approx(fp32.cost.flops, rel=0.1)
+    int8 = result_row(result, "text_encoder", 2, "int8")
+    assert int8.cost.flops == result_row(result, "text_encoder", 2, "fp32").cost.flops
+    assert int8.cost.weight_bytes < 0.6 * result_row(result, "text_encoder", 2, "fp32").cost.weight_bytes
     # The text encoder also ran on uncut ids (77 per prompt) in the same loop: more FLOPs, more time.
     for b in (1, 2, TEXT_BATCH):
         uncut, cut = graph_rows.pop(("text_encoder", b, UNCUT)), result_row(result, "text_encoder", b, "fp32")
@@ -108,6 +117,33 @@ def _tiny_model() -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     return model
+
+
+def test_floor_is_the_larger_of_compute_and_memory_time(tmp_path):
+    """floor = max(FLOPs / matmul peak, bytes / bandwidth) on the hand-made graph below, in both regimes."""
+    cost = graph_cost(_tiny_model(), 3)
+    compute_bound = Hardware(matmul_gflops=1e-3, bandwidth_gbs=1e3)
+    memory_bound = Hardware(matmul_gflops=1e3, bandwidth_gbs=1e-3)
+    assert compute_bound.floor(cost) == pytest.approx(cost.flops / 1e6)  # 1e-3 GFLOP/s = 1e6 FLOP/s
+    assert memory_bound.floor(cost) == pytest.approx(cost.bytes / 1e6)
+    balanced = Hardware(matmul_gflops=cost.flops / 1e9, bandwidth_gbs=cost.bytes / 2e9)  # 1 s vs 2 s
+    assert balanced.floor(cost) == pytest.approx(2.0)
+
+
+def test_attention_flops_match_a_hand_count():
+    """onnxruntime's Attention node (com.microsoft): QKV projection, QK^T and AV; shapes flow past it."""
+    n, s, d = 3, 5, 8
+    rng = np.random.default_rng(0)
+    init = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name) for name, shape in
+            [("w_qkv", (d, 3 * d)), ("b_qkv", (3 * d,)), ("w_out", (d, 4))]]
+    graph = helper.make_graph(
+        [helper.make_node("Attention", ["x", "w_qkv", "b_qkv"], ["a"], domain="com.microsoft", num_heads=2, unidirectional=1),
+         helper.make_node("MatMul", ["a", "w_out"], ["y"])], "attn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "length", d])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "length", 4])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    macs = n * s * d * 3 * d + 2 * n * s * s * d + n * s * d * 4
+    assert graph_cost(model, n, s).flops == 2 * macs
 
 
 @pytest.mark.parametrize("n", [1, 3])
