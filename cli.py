@@ -195,14 +195,16 @@ def import_mapper(checkpoint, output, trust_pickle):
 @click.option("--torchscript", is_flag=True, help="Also write TorchScript variants.")
 @click.option("--int8", is_flag=True, help="Also write dynamic-int8 variants of the text encoder and the mappers "
               "(Editor(precision='int8')).")
+@click.option("--openvino", is_flag=True, help="Also write the synthesis graphs in the form OpenVINO runs best "
+              "(Editor(device='openvino')).")
 @click.option("--tensorrt", is_flag=True, help="Also build TensorRT engines (needs tensorrt and a GPU).")
 @click.option("--image-encoder", is_flag=True, help="Also export the CLIP image encoder.")
 @click.option("--edit-settings", type=click.Path(dir_okay=False),
               help='JSON of tuned settings per prompt, e.g. {"a face with purple hair": {"neutral": "a face", '
                    '"alpha": 5, "beta": 0.35, "strength": 2}}: what `edit` uses when not told.')
 @click.option("--trust-pickle", is_flag=True, help="Allow full unpickling of checkpoints (trusted files only).")
-def export_cmd(generator, clip_path, clip_name, mappers, fs3, s_stats, out, fp16, torchscript, int8, tensorrt,
-               image_encoder, edit_settings, trust_pickle):
+def export_cmd(generator, clip_path, clip_name, mappers, fs3, s_stats, out, fp16, torchscript, int8, openvino,
+               tensorrt, image_encoder, edit_settings, trust_pickle):
     """Export models into one bundle. With no model options: the demo world from artifacts/demo."""
     from export.bundle import ExportOptions, Sources, demo_sources, export_bundle
 
@@ -218,7 +220,8 @@ def export_cmd(generator, clip_path, clip_name, mappers, fs3, s_stats, out, fp16
                       read_json(edit_settings, "--edit-settings") if edit_settings else {})
     out = Path(out) if out else DEFAULT_BUNDLE
     start = time.perf_counter()
-    manifest = export_bundle(out, src, ExportOptions(fp16, torchscript, tensorrt, image_encoder, int8=int8))
+    manifest = export_bundle(out, src, ExportOptions(fp16, torchscript, tensorrt, image_encoder, int8=int8,
+                                                     openvino=openvino))
     total = sum(f["size"] for f in manifest["files"].values())
     click.echo(f"wrote {out} ({len(manifest['graphs'])} graphs, {total / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
 
@@ -933,7 +936,7 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
         targets = [(Path(bundle), Path(bundle).name)]
     else:
         names = ["demo", "ffhq"] if preset == "both" else [preset or "demo"]
-        targets = [(preset_bundle(ROOT / "build" / "bench" / p, p, ExportOptions(fp16=True, torchscript=True, int8=True),
+        targets = [(preset_bundle(ROOT / "build" / "bench" / p, p, ExportOptions(fp16=True, torchscript=True, int8=True, openvino=True),
                                   log=click.echo), p) for p in names]
     only = [g.strip() for g in graphs.split(",") if g.strip()] if graphs else None
     results = []

@@ -40,6 +40,7 @@ import onnx
 import torch
 
 from runtime import edit_math
+from runtime import openvino as openvino_module
 from runtime.bundle import text_tokens, verify_file
 from runtime.editor import Editor, GlobalEdit, MapperEdit
 
@@ -427,7 +428,7 @@ class Bench:
         self.edits, self.fs3_channels, self.hardware_sizes = edits, fs3_channels, hardware_sizes
         self.profile_graphs = profile
         self.reference_graphs = reference_graphs  # the 'fp32 plain' and 'torch rewrite' rows
-        self.openvino = openvino_available() if openvino is None else openvino
+        self.openvino = openvino_module.available() if openvino is None else openvino
         self._scratch = None  # a temporary folder for the plain graphs
         self.label, self.log, self.rng = label or self.folder.name, log, np.random.default_rng(seed)
         self.editor = Editor(self.folder, threads=self.threads)
@@ -595,14 +596,14 @@ class Bench:
           fp32 plain          the graph exported straight from the PyTorch module, without the export-time
                               rewrite (synthesis, text encoder): what the rewrite gains, in the same run
           torch rewrite       the rewritten module in PyTorch eager: what the rewrite alone gives PyTorch
-          openvino [bf16]     OpenVINO's CPU plugin (when installed) on the fp32 graph, or on the plain one
-                              where there is one (it runs ConvTranspose well and Col2Im slowly), f32 and
-                              with its bf16 inference precision
+          openvino [bf16]     OpenVINO's CPU plugin (when installed) on the graph Editor(device="openvino")
+                              opens (the 'openvino' variant, else fp32; without an 'openvino' variant the
+                              plain graph, which it runs better), f32 and with its bf16 inference precision
         """
         variants = self.manifest["graphs"][graph]["variants"]
         runners, files = {"fp32": fp32}, {}
         for name, entry in variants.items():
-            if name != "fp32" and entry["format"] == "onnx":
+            if name not in ("fp32", "openvino") and entry["format"] == "onnx":  # the openvino variant: OpenVINO only
                 runners[name], files[name] = self.session(graph, name), name
         if "torchscript" in variants:
             ts = self.torchscript(graph)
@@ -615,9 +616,11 @@ class Bench:
             module = spec.onnx_module.eval()
             runners["torch rewrite"] = lambda x, m=module: m(torch.from_numpy(x))
         if self.openvino:
-            target = plain or verify_file(self.folder, self.manifest, variants["fp32"]["file"])
-            for hint, name in (("f32", "openvino"), ("bf16", "openvino bf16")):
-                runners[name], files[name] = openvino_runner(target, self.threads, hint), target
+            entry = variants.get("openvino")
+            target = verify_file(self.folder, self.manifest, entry["file"]) if entry else plain or \
+                verify_file(self.folder, self.manifest, variants["fp32"]["file"])
+            for precision, name in (("fp32", "openvino"), ("bf16", "openvino bf16")):
+                runners[name], files[name] = openvino_runner(target, self.threads, precision), target
         return runners, files
 
     def plain_graph(self, graph: str) -> Path:
@@ -749,20 +752,13 @@ def fs3_seconds_per_image(gen, clip, mean, std, channels: int = 2, n_images: int
     return (t1 - t0) / ((d1 - d0) * 2 * n_images)
 
 
-def openvino_available() -> bool:
-    import importlib.util
+def openvino_runner(path: Path, threads: int, precision: str = "fp32"):
+    """An ONNX graph as Editor(device="openvino") runs it (runtime/openvino.py)."""
+    from runtime.openvino import OpenVinoSession
 
-    return importlib.util.find_spec("openvino") is not None
-
-
-def openvino_runner(path: Path, threads: int, precision: str = "f32"):
-    """An ONNX graph compiled by OpenVINO's CPU plugin (latency mode, `threads`, inference precision f32/bf16)."""
-    import openvino as ov
-
-    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                                                          "INFERENCE_PRECISION_HINT": precision})
-    request = compiled.create_infer_request()
-    return lambda x: request.infer({0: x})[0].copy()
+    session = OpenVinoSession(path, precision, threads)
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
 
 
 def bench_bundle(bundle, models: Models | None = None, batches=(1, 8), repeats: int = 20, warmup: int = 2,

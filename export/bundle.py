@@ -60,7 +60,8 @@ class ExportOptions:
     tensorrt: bool = False
     image_encoder: bool = False
     opset: int = OPSET
-    int8: bool = False  # dynamic int8 variants of the graphs that are mostly MatMul (INT8_GRAPHS)
+    int8: bool = False  # dynamic int8 variants of the graphs that are mostly MatMul (int8_graph)
+    openvino: bool = False  # 'openvino' variants: synthesis graphs in the form OpenVINO runs best
 
 
 @dataclass
@@ -177,6 +178,10 @@ def export_bundle(out, src: Sources, options: ExportOptions = ExportOptions(), p
                 rel16 = f"graphs/{spec.name}.fp16.onnx"
                 convert_fp16(tmp / rel, tmp / rel16)
                 variants["fp16"] = {"file": rel16, "format": "onnx", "precision": "fp16"}
+            if options.openvino and spec.openvino_module is not None:
+                rel_ov = f"graphs/{spec.name}.openvino.onnx"
+                export_onnx(spec, example, tmp / rel_ov, options.opset, variant="openvino")
+                variants["openvino"] = {"file": rel_ov, "format": "onnx", "precision": "fp32"}
             if options.int8 and int8_graph(spec.name):
                 rel8 = f"graphs/{spec.name}.int8.onnx"
                 convert_int8(tmp / rel, tmp / rel8)

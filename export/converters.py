@@ -28,14 +28,14 @@ def _quiet():
     return stack
 
 
-def export_onnx(spec: GraphSpec, example: np.ndarray, path: Path, opset: int = OPSET) -> None:
+def export_onnx(spec: GraphSpec, example: np.ndarray, path: Path, opset: int = OPSET, variant: str = "fp32") -> None:
     """One graph, weights inline (a single file; our largest, FFHQ-1024 synthesis, is ~130 MB < 2 GB)."""
     dims = {0: torch.export.Dim("batch", min=1, max=4096)}
     dims.update({axis: torch.export.Dim(name, min=lo, max=hi) for axis, (name, lo, hi) in spec.dynamic.items()})
     with _quiet(), torch.no_grad():
         try:
             program = torch.onnx.export(
-                spec.exported.eval(), (torch.from_numpy(example),), dynamo=True, opset_version=opset,
+                spec.variant_module(variant).eval(), (torch.from_numpy(example),), dynamo=True, opset_version=opset,
                 input_names=[spec.input_name], output_names=[spec.output_name],
                 dynamic_shapes=(dims,), external_data=False, optimize=True,
             )

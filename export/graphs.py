@@ -37,6 +37,10 @@ class GraphSpec:
     # What the ONNX graph is exported from when it is not `module` itself: the same function rewritten for
     # the runtime (export/synthesis_graph.py). `module` stays the reference validation compares against.
     onnx_module: nn.Module | None = None
+    openvino_module: nn.Module | None = None  # the form OpenVINO runs best, for the 'openvino' variant
+
+    def variant_module(self, variant: str) -> nn.Module:
+        return self.openvino_module if variant == "openvino" and self.openvino_module is not None else self.exported
 
     @property
     def exported(self) -> nn.Module:
@@ -129,9 +133,10 @@ def generator_graphs(gen: Generator, sampler: InputSampler) -> list[GraphSpec]:
         GraphSpec("mapping", _Call(gen, "mapping"), "z", "w", "latent", sampler.z),
         GraphSpec("styles", _Styles(gen), "wplus", "styles", "latent", sampler.wplus),
         GraphSpec("synthesis", _Call(gen, "synthesis_flat"), "styles", "image", "image", sampler.styles,
-                  onnx_module=ExportSynthesis(gen)),
+                  onnx_module=ExportSynthesis(gen), openvino_module=ExportSynthesis(gen, upsample="transposed")),
         GraphSpec("synthesis_wplus", _Call(gen, "synthesis_wplus"), "wplus", "image", "image", sampler.wplus,
-                  onnx_module=ExportSynthesis(gen, wplus=True)),
+                  onnx_module=ExportSynthesis(gen, wplus=True),
+                  openvino_module=ExportSynthesis(gen, wplus=True, upsample="transposed")),
     ]
 
 

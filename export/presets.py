@@ -89,7 +89,7 @@ def write_models(work: Path, preset: str) -> Sources:
 def _stamp(preset: str, options: ExportOptions) -> dict:
     return {"definition": preset_definition(preset), "toolkit": __version__,
             "options": {"fp16": options.fp16, "torchscript": options.torchscript, "opset": options.opset,
-                        "image_encoder": options.image_encoder, "int8": options.int8}}
+                        "image_encoder": options.image_encoder, "int8": options.int8, "openvino": options.openvino}}
 
 
 def reusable(work: Path, preset: str, options: ExportOptions) -> str | None:

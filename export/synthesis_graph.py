@@ -2,6 +2,8 @@
 
 Built from a generator's weights, with its constants computed once here instead of per call, and only
 ever exported; validation compares the exported graph with the generator itself (DESIGN §6, §11).
+`upsample="transposed"` keeps the transposed convolution (for OpenVINO, whose oneDNN deconvolution is
+fast and whose Col2Im is a reference implementation); everything else is the same.
 
 - The stride-2 transposed 3x3 convolution becomes four ordinary convolutions on the input, one per
   output phase (even/odd row x even/odd column) with the 1x1, 1x2, 2x1 and 2x2 taps cut from the 3x3:
@@ -35,6 +37,7 @@ SQRT2 = math.sqrt(2.0)
 # 3-tap kernel, on the input zero-padded by (before, after).
 PHASE_TAPS = {0: ([1], (1, 0)), 1: ([2, 0], (1, 1))}
 PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))  # (row, column) phase of each phase kernel, in this order
+UPSAMPLING = ("phases", "transposed")
 
 
 def phase_weights(w: torch.Tensor) -> list[tuple[torch.Tensor, tuple[int, int, int, int]]]:
@@ -74,13 +77,16 @@ def skip_upsample_weight(kernel: torch.Tensor) -> torch.Tensor:
 class _Styled(nn.Module):
     """One StyledConv with its constants: conv (or phase) weights, sum_k W^2, noise x weight, bias."""
 
-    def __init__(self, layer: StyledConv, noise: torch.Tensor):
+    def __init__(self, layer: StyledConv, noise: torch.Tensor, upsample: str):
         super().__init__()
         conv = layer.conv
         w = (conv.weight[0] * conv.scale).detach()
-        self.upsample = conv.upsample
+        self.upsample = conv.upsample and upsample
         self.register_buffer("wsq", w.square().sum((2, 3)).t().contiguous())  # [in, out]
-        if self.upsample:
+        if self.upsample == "transposed":
+            self.register_buffer("weight", w.transpose(0, 1).contiguous())
+            self.register_buffer("blur", conv.blur.kernel.expand(conv.out_ch, 1, 4, 4).clone())
+        elif self.upsample:
             phases = phase_weights(w)
             for i, (pw, _) in enumerate(phases):
                 self.register_buffer(f"phase{i}", pw)
@@ -94,6 +100,9 @@ class _Styled(nn.Module):
     def conv(self, x: torch.Tensor) -> torch.Tensor:
         if not self.upsample:
             return F.conv2d(x, self.weight, padding=1)
+        if self.upsample == "transposed":
+            x = F.conv_transpose2d(x, self.weight, stride=2)
+            return F.conv2d(x, self.blur, padding=1, groups=self.blur.shape[0])
         x = interleave([F.conv2d(F.pad(x, pad), getattr(self, f"phase{i}")) for i, pad in enumerate(self.pads)])
         # The map covers transposed-conv outputs -1 .. 2H; the blur (padding 1 around the 2H + 1 outputs)
         # also reads output 2H + 1, a zero: one more row and column at the end.
@@ -128,12 +137,14 @@ class ExportSynthesis(nn.Module):
     """Flat S [B, total] -> image, equal to `gen.synthesis_flat`; with `wplus=True` W+ -> image, equal to
     `gen.synthesis_wplus` (the affine layers are the generator's own)."""
 
-    def __init__(self, gen: Generator, wplus: bool = False):
+    def __init__(self, gen: Generator, wplus: bool = False, upsample: str = "phases"):
         super().__init__()
+        if upsample not in UPSAMPLING:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLING)}, got {upsample!r}")
         self.layout, self.wplus = gen.layout, wplus
         self.register_buffer("input", gen.input.input.detach().clone())
         noises = [getattr(gen.noises, f"noise_{i}") for i in range(2 * len(gen.to_rgbs) + 1)]
-        self.convs = nn.ModuleList(_Styled(c, n) for c, n in zip([gen.conv1, *gen.convs], noises))
+        self.convs = nn.ModuleList(_Styled(c, n, upsample) for c, n in zip([gen.conv1, *gen.convs], noises))
         self.to_rgbs = nn.ModuleList(_ToRGB(t) for t in [gen.to_rgb1, *gen.to_rgbs])
         self.affine = nn.ModuleList(m.modulation for m in gen.modulated) if wplus else None
         self.rows = [layer.wplus_index for layer in gen.layout.layers]

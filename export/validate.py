@@ -33,8 +33,12 @@ TOLERANCES = {
     "fp16": {"image": ("psnr", 35.0, True), "embedding": ("cosine", 0.999, True), "latent": ("rel_l2", 1e-2, False)},
     # Dynamic int8 MatMuls (text encoder, mappers); images: whole edits through an int8 graph.
     "int8": {"image": ("psnr", 30.0, True), "embedding": ("cosine", 0.999, True), "latent": ("rel_l2", 1e-2, False)},
+    # OpenVINO's bf16 inference precision (Editor(device="openvino", precision="bf16")).
+    "bf16": {"image": ("psnr", 30.0, True), "embedding": ("cosine", 0.999, True), "latent": ("rel_l2", 1e-2, False)},
 }
-VARIANT_PRECISION = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "torchscript": "fp32", "tensorrt": "fp32"}
+OPENVINO_BF16 = "openvino bf16"  # checked, with OpenVINO installed, on a bundle exported with --openvino
+VARIANT_PRECISION = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "torchscript": "fp32", "tensorrt": "fp32",
+                     "openvino": "fp32", OPENVINO_BF16: "bf16"}
 GD_PROMPT = ("a face with purple hair", "a face")  # the end-to-end global-direction check
 REPORT_DIR = "report"
 
@@ -183,11 +187,17 @@ class Validator:
         self.images: dict[str, tuple] = {}  # report pictures: name -> (ref, out)
 
     def graph_checks(self) -> list[Check]:
+        """Every variant of every graph; on a bundle with 'openvino' variants, where OpenVINO is installed, every
+        graph as Editor(device="openvino") runs it, in f32 (the 'openvino' rows) and in bf16."""
         checks = []
-        jobs = [(g, v) for g, entry in self.manifest["graphs"].items() for v in entry["variants"]]
+        graphs = self.manifest["graphs"]
+        jobs = [(g, v) for g, entry in graphs.items() for v in entry["variants"]]
+        if self.on_openvino:
+            jobs += [(g, "openvino") for g, entry in graphs.items() if "openvino" not in entry["variants"]]
+            jobs += [(g, OPENVINO_BF16) for g in graphs]
         for graph, variant in tqdm(jobs, desc="validate graphs", unit="graph", disable=not self.progress):
             spec = self.specs[graph]
-            run = make_runner(self.folder, self.manifest, self.manifest["graphs"][graph]["variants"][variant])
+            run = self.runner(graph, variant)
             rng = np.random.default_rng([self.seed, len(checks)])
             for batch in self.batches:
                 x = spec.sample(batch, rng)
@@ -200,6 +210,24 @@ class Validator:
                 if spec.metric == "image" and batch == max(self.batches):
                     self.images[f"{graph}.{variant}"] = (ref, out)
         return checks
+
+    @property
+    def on_openvino(self) -> bool:
+        from runtime import openvino
+
+        return openvino.available() and any("openvino" in e["variants"] for e in self.manifest["graphs"].values())
+
+    def runner(self, graph: str, variant: str):
+        variants = self.manifest["graphs"][graph]["variants"]
+        if variant not in ("openvino", OPENVINO_BF16) or not self.on_openvino:
+            return make_runner(self.folder, self.manifest, variants[variant])
+        from runtime.openvino import OpenVinoSession
+
+        entry = variants.get("openvino") or variants["fp32"]
+        session = OpenVinoSession(verify_file(self.folder, self.manifest, entry["file"]),
+                                  "bf16" if variant == OPENVINO_BF16 else "fp32")
+        name = session.get_inputs()[0].name
+        return lambda x: session.run(None, {name: x})[0]
 
     def edit_checks(self) -> list[Check]:
         """Whole edits vs PyTorch, compared on the final images: with the fp32 graphs, and again with the

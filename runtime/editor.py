@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checks, edit_math
+from . import checks, edit_math, openvino
 from .bundle import BundleError, check_session, load_table, read_manifest, text_tokens, verify_file
 from .files import as_path
 from .edit_settings import prompt_key
@@ -27,7 +27,9 @@ from .tokenizer import ClipTokenizer
 PROVIDERS = {"cpu": ["CPUExecutionProvider"],
              "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
              "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
-PRECISIONS = ("fp32", "fp16", "int8")  # ONNX variants; a graph exported without one runs its fp32 variant
+DEVICES = (*PROVIDERS, "openvino")  # openvino: OpenVINO's CPU plugin (runtime/openvino.py), optional
+# ONNX variants; a graph exported without one runs its fp32 variant. bf16: OpenVINO's bf16 inference.
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 MAX_BATCH = 64  # rendering is chunked so memory stays bounded for any input size
 
 
@@ -91,17 +93,23 @@ class Editor:
                  precision: str = "fp32"):
         import onnxruntime as ort
 
-        checks.choice("device", device, PROVIDERS)
+        checks.choice("device", device, DEVICES)
         checks.choice("precision", precision, PRECISIONS)
+        if (precision not in openvino.PRECISIONS) if device == "openvino" else precision == "bf16":
+            raise ValueError(f"precision {precision!r} does not run on device {device!r}: device='openvino' runs fp32 "
+                             "and bf16, bf16 needs device='openvino'")
+        if device == "openvino":
+            openvino.require()
         if threads is not None:
             checks.integer("threads", threads, 1, 1024)
         self.folder = as_path(bundle, "bundle")
         self.manifest = read_manifest(self.folder)
+        self.device, self.threads = device, threads
         available = set(ort.get_available_providers())
-        if PROVIDERS[device][0] not in available:
+        if device != "openvino" and PROVIDERS[device][0] not in available:
             raise ValueError(f"device {device!r} needs {PROVIDERS[device][0]}, which this onnxruntime lacks "
                              f"(available: {', '.join(sorted(available))}); install onnxruntime-gpu or use device='cpu'")
-        self.providers = [p for p in PROVIDERS[device] if p in available]
+        self.providers = [p for p in PROVIDERS.get(device, PROVIDERS["cpu"]) if p in available]
         levels = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
         checks.choice("optimization", optimization, levels)
@@ -154,12 +162,17 @@ class Editor:
                 entry = self.manifest["graphs"].get(graph)
                 if entry is None:
                     raise BundleError(f"this bundle has no '{graph}' graph")
-                variant = entry["variants"].get(self.precision) or entry["variants"]["fp32"]
+                wanted = "openvino" if self.device == "openvino" else self.precision
+                variant = entry["variants"].get(wanted) or entry["variants"]["fp32"]
                 path = verify_file(self.folder, self.manifest, variant["file"])
                 try:
-                    session = ort.InferenceSession(str(path), self.options, providers=self.providers)
-                except Exception as err:  # onnxruntime raises its own types for unreadable graphs
-                    raise BundleError(f"bundle graph {variant['file']} cannot be opened by onnxruntime "
+                    if self.device == "openvino":
+                        session = openvino.OpenVinoSession(path, self.precision, self.threads)
+                    else:
+                        session = ort.InferenceSession(str(path), self.options, providers=self.providers)
+                except Exception as err:  # onnxruntime and OpenVINO raise their own types for unreadable graphs
+                    raise BundleError(f"bundle graph {variant['file']} cannot be opened by "
+                                      f"{'OpenVINO' if self.device == 'openvino' else 'onnxruntime'} "
                                       f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
                 check_session(self.manifest, graph, variant["file"], session)
                 self._sessions[graph] = session

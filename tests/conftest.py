@@ -46,5 +46,5 @@ def bundle(models, tmp_path_factory):
     from tests.models import sources
 
     out = tmp_path_factory.mktemp("bundles") / "b"
-    export_bundle(out, sources(models), ExportOptions(fp16=True, torchscript=True, image_encoder=True, int8=True), progress=False)
+    export_bundle(out, sources(models), ExportOptions(fp16=True, torchscript=True, image_encoder=True, int8=True, openvino=True), progress=False)
     return out

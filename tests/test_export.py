@@ -1,4 +1,5 @@
 """Export + validate round trip on small random models; bundle integrity; atomicity; TensorRT absence."""
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -52,6 +53,10 @@ def test_validation_passes_and_is_recorded(validated):
     assert all(c.passed for c in checks), format_table(checks)
     graphs = {(c.graph, c.variant) for c in checks}
     assert ("synthesis", "fp16") in graphs and ("text_encoder", "torchscript") in graphs
+    assert {("text_encoder", "int8"), ("mapper_purple_hair", "int8"), ("synthesis", "openvino")} <= graphs
+    assert ("edit:global_direction", "int8") in graphs and ("edit:mapper_purple_hair", "int8") in graphs
+    if importlib.util.find_spec("openvino"):  # every graph as Editor(device="openvino") runs it, f32 and bf16
+        assert {(g, v) for g in ("mapping", "synthesis", "text_encoder") for v in ("openvino", "openvino bf16")} <= graphs
     assert {"edit:global_direction", "edit:mapper_purple_hair"} <= {c.graph for c in checks}
     by = {(c.graph, c.variant, c.batch): c for c in checks}
     assert by[("synthesis", "fp32", 4)].value >= 60 and by[("text_encoder", "fp32", 1)].value >= 0.99999

@@ -79,6 +79,10 @@ def test_rewritten_synthesis_equals_the_generator_in_pytorch(gen):
     with torch.no_grad():
         torch.testing.assert_close(sg.ExportSynthesis(gen)(s), gen.synthesis_flat(s), atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(sg.ExportSynthesis(gen, wplus=True)(w), gen.synthesis_wplus(w), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(sg.ExportSynthesis(gen, upsample="transposed")(s), gen.synthesis_flat(s),
+                                   atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="upsample must be one of phases, transposed"):
+        sg.ExportSynthesis(gen, upsample="nearest")
 
 
 @pytest.mark.parametrize("wplus", [False, True])

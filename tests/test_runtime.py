@@ -372,9 +372,9 @@ def test_device_without_provider_is_a_clear_error(bundle, monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"device": "gpu"}, r"device must be one of 'cpu', 'cuda', 'tensorrt', got 'gpu'"),
+    ({"device": "gpu"}, r"device must be one of 'cpu', 'cuda', 'openvino', 'tensorrt', got 'gpu'"),
     ({"device": "CPU"}, "device must be one of"),
-    ({"precision": "fp8"}, r"precision must be one of 'fp16', 'fp32', 'int8', got 'fp8'"),
+    ({"precision": "fp8"}, r"precision must be one of 'bf16', 'fp16', 'fp32', 'int8', got 'fp8'"),
     ({"precision": "INT8"}, "precision must be one of"),
     ({"optimization": "max"}, "optimization must be one of"),
 ])
@@ -390,6 +390,33 @@ def test_session_options_are_applied(bundle):
     assert ed.providers == ["CPUExecutionProvider"] and ed.options.intra_op_num_threads == 1
     assert ed.options.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
     assert ed.session("mapping")._model_path.endswith("mapping.fp16.onnx")
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"device": "openvino", "precision": "int8"}, "precision 'int8' does not run on device 'openvino'"),
+    ({"device": "cpu", "precision": "bf16"}, "bf16 needs device='openvino'"),
+])
+def test_precisions_a_device_cannot_run_are_rejected(bundle, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Editor(bundle, **kwargs)
+
+
+def test_openvino_device_edits_like_the_cpu_one(bundle):
+    """device='openvino' opens the synthesis graphs' openvino variant (transposed conv kept), the fp32 graphs
+    elsewhere; its edits equal onnxruntime's in f32 and stay close in bf16."""
+    pytest.importorskip("openvino")
+    cpu, ov = Editor(bundle, threads=1), Editor(bundle, device="openvino", threads=1)
+    bf16 = Editor(bundle, device="openvino", precision="bf16", threads=1)
+    w = cpu.sample([1, 2])
+    edit = GlobalEdit("a face with purple hair")
+    ref = cpu.edit(w, edit)
+    assert type(ov.session("synthesis")).__name__ == "OpenVinoSession"
+    assert np.abs(ov.edit(w, edit).astype(int) - ref).max() <= 1  # uint8 rounding of 1e-5 differences
+    diff = np.abs(bf16.edit(w, edit).astype(int) - ref)
+    assert 0 < diff.mean() < 3
+    texts = ["a face with purple hair", "a face"]
+    a, b = cpu.encode_text(texts), bf16.encode_text(texts)
+    assert (a * b).sum(-1).min() >= 0.999
 
 
 def test_int8_precision_picks_the_int8_graphs_and_falls_back_to_fp32(bundle):
