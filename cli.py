@@ -447,9 +447,9 @@ def write_comparison(editor, wplus, columns, titles, out, scale=None) -> list:
     size = editor.manifest["generator"].get("size") or editor.render(wplus[:1]).shape[1]
     scale = scale or max(1, 128 // size)
     check_grid(len(wplus), len(columns) + 1, size, scale)
-    starts = range(0, len(wplus), CHUNK)
-    rows = []
-    with click.progressbar(starts, label="editing", file=sys.stderr, hidden=len(starts) < 2) as bar:
+    rows = editor.comparison(wplus[:CHUNK], columns)  # a bad edit fails here, before any progress output
+    rest = range(CHUNK, len(wplus), CHUNK)
+    with click.progressbar(rest, label="editing", file=sys.stderr, hidden=not rest) as bar:
         for i in bar:
             rows += editor.comparison(wplus[i:i + CHUNK], columns)
     save_png(grid(rows, ["original"] + titles, scale=scale), out)
