@@ -446,7 +446,7 @@ COMMANDS = [
     ("export into the current folder", None, ["export", "--generator", "{G}", "--clip", "{C}", "--out", "."], "--out . cannot be replaced"),
     ("export onto a file", _write("b", "x"), ["export", "--generator", "{G}", "--clip", "{C}", "--out", "b"], "'b' is a file"),
     ("export onto a link", lambda s, m: (s / "real").mkdir() or os.symlink("real", s / "b"), ["export", "--generator", "{G}", "--clip", "{C}", "--out", "b"], "exists and is not a folder"),
-    ("export onto a bundle with a foreign file", "bundle+foreign", ["export", "--generator", "{G}", "--clip", "{C}", "--out", "t"], "holds files its manifest does not list \\(my_notes.txt\\)"),
+    ("export onto a bundle with a foreign file", "bundle+foreign", ["export", "--generator", "{G}", "--clip", "{C}", "--out", "t"], "holds files this tool did not write \\(my_notes.txt\\)"),
     ("export without clip", None, ["export", "--generator", "{G}"], "pass both --generator and --clip"),
     ("export mapper without models", None, ["export", "--mapper", "{M}"], "need --generator and --clip"),
     ("export fs3 without s-stats", None, ["export", "--generator", "{G}", "--clip", "{C}", "--fs3", "{F}", "--out", "o"], "need both --fs3 and --s-stats"),
