@@ -125,7 +125,7 @@ class Worker:
         self.gen = loaded["generator"].to(device).eval()
         self.clip = loaded["clip"].to(device).eval() if "clip" in loaded else None
         # Object-store arrays are read-only views; torch wants writable ones.
-        self.mean, self.std = (np.array(a) for a in loaded.get("stats", (None, None)))
+        self.mean, self.std = (None, None) if "stats" not in loaded else (np.array(a) for a in loaded["stats"])
         self.hub = hub
 
     def hello(self, probe: str) -> dict:

@@ -111,7 +111,7 @@ def statistics_sums(gen, start: int, n: int, shift: np.ndarray, psi: float = PSI
     Samples go through the generator `batch` at a time from `start`; ranges that start on a multiple
     of `batch` therefore make the same generator calls as one whole run.
     """
-    shift_t = torch.from_numpy(shift).to(_device(gen))
+    shift_t = torch.tensor(shift, device=_device(gen))  # a copy: a worker gets a read-only array
     sums = torch.zeros(2, shift.size, dtype=torch.float64, device=shift_t.device)
     for z in _z_batches(gen.config.style_dim, seed, start, n, batch):
         s = _mapped_styles(gen, z, psi) - shift_t
