@@ -78,11 +78,15 @@ def ray_session(address: str | None = None, cpus: int | None = None):
     if ray.is_initialized():
         yield ray
         return
-    options = {"include_dashboard": False, "logging_level": "WARNING"}
-    if address is None:
-        ray.init(address="local", num_cpus=cpus, **options)  # "local": never attach to another Ray on the machine
+    if address is None:  # "local": a new Ray, never one that happens to run on the machine
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="WARNING")
     else:
-        ray.init(address=address, **options)
+        try:
+            ray.init(address=address, logging_level="WARNING")
+        except ConnectionError as err:
+            raise ConnectionError(f"{err}; is the cluster up (`ray status --address {address}`)? A cluster with "
+                                  "token authentication (Ray's default) also needs RAY_AUTH_MODE=token and its token "
+                                  "(~/.ray/auth_token or RAY_AUTH_TOKEN) here: see docs/distributed.md") from None
     try:
         yield ray
     finally:
@@ -114,12 +118,13 @@ class Hub:
 class Worker:
     """One worker process: the models once (from the object store), then any number of units."""
 
-    def __init__(self, hub, threads: int, gpu: bool):
+    def __init__(self, hub_name: str, threads: int, gpu: bool):
         import ray
         import torch
 
         torch.set_num_threads(threads)
         device = "cuda" if gpu else "cpu"
+        hub = ray.get_actor(hub_name)  # by name: a handle as constructor argument counts as one in the object store
         refs = ray.get(hub.model_refs.remote())
         loaded = dict(zip(refs, ray.get(list(refs.values()))))  # from the object store, once per worker
         self.gen = loaded["generator"].to(device).eval()
@@ -134,12 +139,13 @@ class Worker:
         return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
                 "sees_workdir": Path(probe).is_file()}
 
-    def fs3_unit(self, unit: tuple[int, int], workdir: str, settings: dict) -> tuple[int, int]:
-        pid = os.getpid()
+    def fs3_unit(self, unit: tuple[int, int], workdir: str, settings: dict) -> float:
+        """Computes (or resumes) one unit into its part file; returns this process's CPU seconds for it."""
+        pid, cpu = os.getpid(), time.process_time()
         self.hub.post.remote("start", unit, 0, pid)
         gd.compute_fs3(self.gen, self.clip, self.mean, self.std, unit=unit, workdir=workdir, progress=False,
                        on_progress=lambda done: self.hub.post.remote("progress", unit, done, pid), **settings)
-        return unit
+        return time.process_time() - cpu
 
     def statistics_unit(self, start: int, n: int, shift: np.ndarray, psi: float, seed: int, batch: int) -> np.ndarray:
         self.hub.post.remote("start", (start, start + n), 0, os.getpid())
@@ -165,6 +171,7 @@ class RunReport:
     channels: int  # rows computed by this run
     seconds: float  # whole run, Ray start-up and model transfer included
     compute_seconds: float  # from all workers ready to the last unit done
+    cpu_seconds: float = 0.0  # CPU time the workers spent in their units (all their threads, Ray's included)
     retried: list = field(default_factory=list)  # units retried after their worker died
     table: np.ndarray | None = None
 
@@ -191,10 +198,11 @@ class _Pool:
     def __init__(self, ray, models: dict, count: int, threads: int, gpu: bool, workdir: Path | None, log,
                  max_retries: int):
         self.ray, self.log, self.max_retries = ray, log, max_retries
-        self.hub = ray.remote(num_cpus=0)(Hub).remote(models)
+        hub_name = f"styleclip-hub-{uuid.uuid4().hex}"
+        self.hub = ray.remote(num_cpus=0)(Hub).options(name=hub_name).remote(models)
         cls = ray.remote(Worker).options(num_cpus=threads, num_gpus=1 if gpu else 0,
                                          max_restarts=max_retries, max_task_retries=max_retries)
-        self.actors = [cls.remote(self.hub, threads, gpu) for _ in range(count)]
+        self.actors = [cls.remote(hub_name, threads, gpu) for _ in range(count)]
         # Workers write the parts themselves: check that each one sees the driver's work directory.
         probe = workdir / f".ray_probe_{uuid.uuid4().hex}" if workdir is not None else None
         if probe is not None:
@@ -295,9 +303,10 @@ def ray_fs3(gen, clip, mean: np.ndarray, std: np.ndarray, workdir, *, n_images: 
                     progress_of[event.unit] = event.done
                 on_event(event)
 
-            def finished(unit, _):
+            def finished(unit, cpu_seconds):
                 bar.update(unit[1] - unit[0] - progress_of[unit])
                 progress_of[unit] = unit[1] - unit[0]
+                report.cpu_seconds += cpu_seconds
 
             try:
                 pool = _Pool(ray, models, min(count, len(todo)), threads, gpu, workdir, log, max_retries)
