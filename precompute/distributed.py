@@ -203,23 +203,31 @@ class _Pool:
         cls = ray.remote(Worker).options(num_cpus=threads, num_gpus=1 if gpu else 0,
                                          max_restarts=max_retries, max_task_retries=max_retries)
         self.actors = [cls.remote(hub_name, threads, gpu) for _ in range(count)]
-        # Workers write the parts themselves: check that each one sees the driver's work directory.
+        try:
+            self.nodes = self._check(workdir)
+        except BaseException:
+            self.close()
+            raise
+        self.started: dict[tuple[int, int], int] = {}
+        self.retried: list[tuple[int, int]] = []
+
+    def _check(self, workdir: Path | None) -> int:
+        """Wait for every worker; with `workdir`, check that each sees it (workers write the parts
+        themselves). Returns the number of nodes the workers run on."""
         probe = workdir / f".ray_probe_{uuid.uuid4().hex}" if workdir is not None else None
         if probe is not None:
             probe.touch()
         try:
-            hello = ray.get([a.hello.remote(str(probe) if probe else "") for a in self.actors])
+            hello = self.ray.get([a.hello.remote(str(probe) if probe else "") for a in self.actors])
         finally:
             if probe is not None:
                 probe.unlink()
         blind = [h for h in hello if probe is not None and not h["sees_workdir"]]
         if blind:
-            raise ValueError(f"{len(blind)} of {count} workers cannot see the work directory {workdir} (nodes "
+            raise ValueError(f"{len(blind)} of {len(hello)} workers cannot see the work directory {workdir} (nodes "
                              f"{sorted({h['node'][:8] for h in blind})}); put it on a filesystem every node mounts "
                              "at the same path")
-        self.nodes = len({h["node"] for h in hello})
-        self.started: dict[tuple[int, int], int] = {}
-        self.retried: list[tuple[int, int]] = []
+        return len({h["node"] for h in hello})
 
     def run(self, units: list, submit: Callable, on_done: Callable, on_event: Callable, label: Callable):
         """Compute `units` with submit(actor, unit) -> ref, calling on_done(unit, result) in completion order."""
@@ -297,15 +305,19 @@ def ray_fs3(gen, clip, mean: np.ndarray, std: np.ndarray, workdir, *, n_images: 
             pool = bar = None
             progress_of = {unit: done.get(unit, 0) for unit in todo}
 
+            complete = set()
+
             def seen(event: Event):
-                if event.kind == "progress":
-                    bar.update(event.done - progress_of[event.unit])  # < 0 after a retry that resumed earlier
+                # A unit's last events may arrive after its result; a retried one may resume below what it showed.
+                if event.kind == "progress" and event.unit not in complete:
+                    bar.update(event.done - progress_of[event.unit])
                     progress_of[event.unit] = event.done
                 on_event(event)
 
             def finished(unit, cpu_seconds):
                 bar.update(unit[1] - unit[0] - progress_of[unit])
                 progress_of[unit] = unit[1] - unit[0]
+                complete.add(unit)
                 report.cpu_seconds += cpu_seconds
 
             try:
