@@ -417,7 +417,8 @@ def merge_units(workdir, layout: StyleSpaceLayout | None = None, out=None) -> np
     """Join the complete unit parts of `workdir` (a `fs3 --ray` run) into fs3 [rows, D], like merge_fs3."""
     paths = sorted(Path(workdir).glob("rows_*_*.npz"))
     if not paths:
-        raise FileNotFoundError(f"no unit parts (rows_*.npz) in {workdir} (run `cli.py fs3 --ray`)")
+        raise FileNotFoundError(f"no unit parts (rows_*.npz) in {workdir}: run `cli.py fs3 --ray` (or, for the "
+                                "shards of `fs3 --shard i/n`, merge with --shards n)")
     parts = sorted(((f"unit {p.name}", _read_shard(p)) for p in paths), key=lambda x: x[1]["range"])
     return _join(parts, layout, out, {"units": len(parts)})
 
