@@ -1,34 +1,139 @@
 """Command line: parses options and calls the library. Run `python cli.py --help`."""
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import click
 
 ROOT = Path(__file__).resolve().parent
-DEMO_DIR = ROOT / "artifacts" / "demo"  # the shipped demo world
-DEFAULT_BUNDLE = ROOT / "artifacts" / "bundles" / "demo"  # built by `export`/`make demo`; ignored by git
+# In a source checkout the demo world and its bundle live beside cli.py; an installed CLI (pip) has no
+# artifacts/ there and looks in the current folder instead.
+_BASE = ROOT if (ROOT / "artifacts").is_dir() else Path("")
+DEMO_DIR = _BASE / "artifacts" / "demo"  # the shipped demo world
+DEFAULT_BUNDLE = _BASE / "artifacts" / "bundles" / "demo"  # built by `export`/`make demo`; ignored by git
 
 # Errors a user can cause with bad input: reported as one line, exit code 2, no traceback.
-USER_ERRORS = (ValueError, OSError)
+USER_ERRORS = (ValueError, OSError, MemoryError)
+
+# What each optional extra brings (module names), for the check that runs before a command needs them.
+EXTRAS = {"train": ("torch", "torchvision", "open_clip", "onnx", "onnxscript", "safetensors", "tqdm"),
+          "distributed": ("ray",)}
+SECTIONS = (("runtime", "Edit with a bundle (the base install)"),
+            ("train", "Train, precompute, export, validate, benchmark (need the [train] extra)"))
+
+
+def requires(extra: str):
+    """Mark a command as needing an optional extra: without it the command says which and how to get it
+    (one `error:` line, exit 2) before doing anything; --help still works."""
+    def mark(command: click.Command) -> click.Command:
+        callback = command.callback
+        command.extra = extra
+
+        def checked(*args, **kwargs):
+            require_extra(extra, command.name)
+            return callback(*args, **kwargs)
+        command.callback = checked
+        return command
+    return mark
+
+
+def require_extra(extra: str, what: str) -> None:
+    missing = [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
+    if missing:
+        raise click.ClickException(
+            f"`{what}` needs the [{extra}] extra, which is not installed here (missing: {', '.join(missing)}); install it "
+            f"with: pip install 'styleclip-edge[{extra}]' (in a source checkout: pip install '.[{extra}]')")
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None):
+    from runtime.checks import ToolWarning
+
+    if issubclass(category, ToolWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+_show_warning = warnings.showwarning
 
 
 class Cli(click.Group):
+    """Every failure a user can cause ends as one `error: ...` line and exit code 2, never a traceback:
+    click's usage errors, the library's ValueError/OSError (bad files, options, bundles) and Ctrl-C."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        warnings.showwarning = _print_warning
+        try:
+            code = super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
+        except click.UsageError as err:
+            hint = f" (see `{err.ctx.command_path} --help`)" if err.ctx is not None else ""
+            click.echo(f"error: {err.format_message()}{hint}", err=True)
+            sys.exit(2)
+        except click.ClickException as err:
+            click.echo(f"error: {err.format_message()}", err=True)
+            sys.exit(2)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("error: interrupted; rerun the command to resume where it supports resuming", err=True)
+            sys.exit(130)
+        finally:
+            warnings.showwarning = _show_warning
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except USER_ERRORS as err:
-            click.echo(f"error: {err}", err=True)
+            message = "out of memory; use fewer or smaller inputs" if isinstance(err, MemoryError) else str(err)
+            click.echo(f"error: {message}", err=True)
             sys.exit(2)
+
+    def format_commands(self, ctx, formatter):
+        """The commands grouped by what they need installed."""
+        for extra, title in SECTIONS:
+            limit = formatter.width - 6 - max(map(len, self.commands))
+            rows = [(name, cmd.get_short_help_str(limit=limit)) for name, cmd in self.commands.items()
+                    if getattr(cmd, "extra", "runtime") == extra and not cmd.hidden]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(sorted(rows))
+
+
+class Output(click.ParamType):
+    """An output file path checked at parse time, before any work: its suffix, not a folder, and an
+    existing file only if this tool wrote it (runtime/files.check_output)."""
+
+    name = "path"
+
+    def __init__(self, suffix: str | None = None, stem: bool = False):
+        self.suffix, self.stem = suffix, stem  # stem: a weights stem, written as STEM.safetensors + STEM.json
+
+    def convert(self, value, param, ctx):
+        from runtime.files import check_output
+
+        what = (f"--{param.name.replace('_', '-')}" if param.param_type_name == "option" else param.name.upper()) if param else "output"
+        if self.suffix and not str(value).lower().endswith(self.suffix):
+            self.fail(f"must end in {self.suffix}, got {value!r}", param, ctx)
+        try:
+            for path in [Path(value).with_suffix(s) for s in (".safetensors", ".json")] if self.stem else [value]:
+                check_output(path, what)
+        except (OSError, ValueError) as err:
+            self.fail(str(err), param, ctx)
+        return str(value)
 
 
 @click.group(cls=Cli)
 def main():
-    """Text-driven StyleGAN editing (StyleCLIP), exported for the edge."""
+    """Text-driven StyleGAN editing (StyleCLIP), exported for the edge.
+
+    Run as `styleclip-edge COMMAND` after `pip install`, or `python cli.py COMMAND` in a source checkout."""
 
 
+@requires("train")
 @main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--trust-pickle", is_flag=True, help="Allow a full unpickle (runs code from the file; trusted files only).")
@@ -46,11 +151,13 @@ def inspect(checkpoint, trust_pickle):
                    f"{'  ToRGB' if layer.is_torgb else ''}")
 
 
+@requires("train")
 @main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.argument("output", type=click.Path(dir_okay=False))
+@click.argument("output", type=Output(stem=True))
 @click.option("--trust-pickle", is_flag=True, help="Allow a full unpickle (runs code from the file; trusted files only).")
-@click.option("--sha256", help="Refuse the input unless its sha256 matches.")
+@click.option("--sha256", callback=lambda ctx, param, v: _check_sha256(v),
+              help="Refuse the input file unless its sha256 (64 hex digits) matches.")
 def convert(checkpoint, output, trust_pickle, sha256):
     """Convert a rosinality StyleGAN2 checkpoint to our safetensors + JSON format (tensors only)."""
     from precompute.checkpoints import load_generator, save_generator
@@ -60,9 +167,10 @@ def convert(checkpoint, output, trust_pickle, sha256):
         click.echo(f"wrote {path}")
 
 
+@requires("train")
 @main.command("import-mapper")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.argument("output", type=click.Path(dir_okay=False))
+@click.argument("output", type=Output(stem=True))
 @click.option("--trust-pickle", is_flag=True, help="Allow a full unpickle (runs code from the file; trusted files only).")
 def import_mapper(checkpoint, output, trust_pickle):
     """Import an official StyleCLIP mapper checkpoint (its decoder copy is dropped)."""
@@ -75,6 +183,7 @@ def import_mapper(checkpoint, output, trust_pickle):
         click.echo(f"wrote {path}")
 
 
+@requires("train")
 @main.command("export")
 @click.option("--generator", type=click.Path(dir_okay=False), help="StyleGAN2 checkpoint (rosinality .pt or ours).")
 @click.option("--clip", "clip_path", type=click.Path(dir_okay=False), help="CLIP weights (ours, open_clip or OpenAI).")
@@ -113,6 +222,7 @@ def export_cmd(generator, clip_path, clip_name, mappers, fs3, s_stats, out, fp16
     click.echo(f"wrote {out} ({len(manifest['graphs'])} graphs, {total / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
 
 
+@requires("train")
 @main.command()
 @click.argument("bundle", required=False, type=click.Path(file_okay=False))
 @click.option("--batches", default="1,4", show_default=True, help="Batch sizes to test (comma-separated).")
@@ -151,6 +261,34 @@ def parse_ints(text: str, option: str, minimum: int = 1) -> list[int]:
     return values
 
 
+MAX_SEEDS = 100_000
+
+
+def parse_seeds(text: str, option: str = "--seed") -> list[int]:
+    """Comma-separated seeds and inclusive ranges: "1,2,3", "0-99" or "0-9,20"."""
+    seeds = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            lo, hi = int(first), int(last) if dash else int(first)
+        except ValueError:
+            raise click.BadParameter(f"expected non-negative integers or ranges like 0-99, got {part.strip()!r}",
+                                     param_hint=option) from None
+        if lo > hi:
+            raise click.BadParameter(f"the range {part.strip()!r} is empty; write it low-high", param_hint=option)
+        if len(seeds) + hi - lo + 1 > MAX_SEEDS:
+            raise click.BadParameter(f"more than {MAX_SEEDS} seeds; split the work over several runs", param_hint=option)
+        seeds += range(lo, hi + 1)
+    return seeds
+
+
+def parse_float(text: str, option: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise click.BadParameter(f"expected one number, got {text!r}", param_hint=option) from None
+
+
 def parse_floats(text: str, option: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",")]
@@ -177,6 +315,7 @@ def _stopped_early(info: dict, steps: int) -> bool:
     return False
 
 
+@requires("train")
 @main.command("train-generator")
 @click.option("--workdir", default="build/train/generator", show_default=True, type=click.Path(file_okay=False),
               help="Checkpoints and the cached renders; rerunning the command resumes from here.")
@@ -191,6 +330,7 @@ def train_generator(workdir, steps, fit_at, batch, seed, threads, stop_at, out):
     """Train the demo StyleGAN2 on renders (conditional decoder, mapping fit, distillation; DESIGN §7)."""
     from precompute.demo.train_generator import TrainConfig, finalize, train
 
+    check_stem(Path(out) / "generator")
     model, info = train(workdir, TrainConfig(steps=steps, fit_at=fit_at, batch=batch, seed=seed),
                         threads=threads, stop_at=stop_at)
     if _stopped_early(info, steps):
@@ -200,6 +340,7 @@ def train_generator(workdir, steps, fit_at, batch, seed, threads, stop_at, out):
                f"{info['mapping_r2']:.3f}); wrote {files[0]} and {files[1].name}")
 
 
+@requires("train")
 @main.command("refine-generator")
 @click.option("--init", default="artifacts/demo/generator.json", show_default=True, type=click.Path(dir_okay=False),
               help="The generator train-generator made (stages 1-3).")
@@ -221,6 +362,7 @@ def refine_generator(init, workdir, steps, feature_weight, sharpen_steps, margin
     sharper mapping (DESIGN §7)."""
     from precompute.demo.train_generator import RefineConfig, finalize, refine
 
+    check_stem(Path(out) / "generator")
     if not Path(init).is_file():
         raise FileNotFoundError(f"generator not found: {init}; train it with `python cli.py train-generator`")
     cfg = RefineConfig(steps=steps, feature_weight=feature_weight, sharpen_steps=sharpen_steps, margin=margin, seed=seed)
@@ -245,32 +387,29 @@ def refine_generator(init, workdir, steps, feature_weight, sharpen_steps, margin
 @click.option("--beta", help="Disentanglement threshold, or 'auto' [the bundle's tuned one for PROMPT, else 0.15].")
 @click.option("--sweep", help="Comma-separated strengths: one column each, e.g. -4,0,4,8.")
 @click.option("--truncation", type=float, help="Truncation psi for seeds [bundle default].")
-@click.option("--out", default="edit.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--out", default="edit.png", show_default=True, type=Output(".png"))
 @click.option("--bundle", type=click.Path(file_okay=False), help="Bundle folder [artifacts/bundles/demo].")
 def edit(prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, sweep, truncation, out, bundle):
     """Edit faces with a sentence and write a PNG grid: original | edited, one row per face.
 
     Settings not given come from the bundle's tuned settings for PROMPT (`edit_settings` in its manifest)."""
-    from runtime.editor import Editor
     from runtime.files import load_latents
-    from runtime.images import grid, save_png
 
-    if not out.lower().endswith(".png"):
-        raise click.BadParameter("must end in .png", param_hint="--out")
     if mapper_name and method != "mapper":
         raise click.UsageError("--mapper selects a mapper for --method mapper; add --method mapper")
     if method == "mapper" and (neutral or beta):
         raise click.UsageError("--neutral and --beta are settings of --method global")
-    editor = Editor(Path(bundle) if bundle else DEFAULT_BUNDLE)
+    strengths = parse_floats(sweep, "--sweep") if sweep is not None else [alpha]
+    seed_list = None if latents else parse_seeds(seeds)
+    editor = open_editor(bundle)
     if latents:
         wplus = editor.check_wplus(load_latents(latents))
     else:
-        wplus = editor.sample(parse_ints(seeds, "--seed", minimum=0), truncation)
-    strengths = parse_floats(sweep, "--sweep") if sweep else [alpha]
+        wplus = editor.sample(seed_list, truncation)
     if method == "global":
         given = {"neutral": neutral} if neutral else {}
         if beta is not None:
-            given["beta"] = None if beta == "auto" else parse_floats(beta, "--beta")[0]
+            given["beta"] = None if beta == "auto" else parse_float(beta, "--beta")
         edits = [editor.global_edit(prompt, **given, **({} if a is None else {"alpha": a})) for a in strengths]
         titles = [f"alpha {e.alpha:g}" for e in edits]
         setting = f"from {edits[0].neutral!r}, beta {'auto' if edits[0].beta is None else f'{edits[0].beta:g}'}"
@@ -278,9 +417,39 @@ def edit(prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, swee
         edits = [editor.mapper_edit(mapper_name or prompt, a) for a in strengths]
         titles = [f"strength {e.strength:g}" for e in edits]
         setting = f"mapper {edits[0].name!r}"
-    rows = editor.comparison(wplus, [[e] for e in edits])
-    save_png(grid(rows, ["original"] + titles, scale=max(1, 128 // rows[0][0].shape[0])), out)
+    rows = write_comparison(editor, wplus, [[e] for e in edits], titles, out)
     click.echo(f"wrote {out} ({len(rows)} faces; {setting}; {', '.join(titles)})")
+
+
+CHUNK = 8  # faces edited per step of the progress bar
+
+
+def open_editor(bundle):
+    """The runtime Editor on --bundle, or on the default bundle with a message saying how to get one."""
+    from runtime.editor import Editor
+
+    if bundle is None and not DEFAULT_BUNDLE.is_dir():
+        raise click.UsageError(f"no --bundle given, and the default bundle {DEFAULT_BUNDLE} does not exist: pass "
+                               "--bundle FOLDER (a bundle made by `export`), or build the demo one with `make demo` "
+                               "in a source checkout")
+    return Editor(Path(bundle) if bundle else DEFAULT_BUNDLE)
+
+
+def write_comparison(editor, wplus, columns, titles, out, scale=None) -> list:
+    """The rows of `editor.comparison` as a PNG grid, refused before any work if too large for one picture,
+    with a progress bar when there are many faces."""
+    from runtime.images import check_grid, grid, save_png
+
+    size = editor.manifest["generator"].get("size") or editor.render(wplus[:1]).shape[1]
+    scale = scale or max(1, 128 // size)
+    check_grid(len(wplus), len(columns) + 1, size, scale)
+    starts = range(0, len(wplus), CHUNK)
+    rows = []
+    with click.progressbar(starts, label="editing", file=sys.stderr, hidden=len(starts) < 2) as bar:
+        for i in bar:
+            rows += editor.comparison(wplus[i:i + CHUNK], columns)
+    save_png(grid(rows, ["original"] + titles, scale=scale), out)
+    return rows
 
 
 # --- global directions: S statistics and the fs3 relevance table (precompute/global_directions.py) ---
@@ -296,9 +465,12 @@ def _parse_shard(ctx, param, value):
     return i, n
 
 
-def _require_suffix(path, suffix: str, option: str):
-    if path is not None and not str(path).endswith(suffix):
-        raise click.BadParameter(f"must end in {suffix}", param_hint=option)
+def _check_sha256(value):
+    import re
+
+    if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise click.BadParameter(f"expected a sha256 of 64 hex digits, got {value!r}", param_hint="--sha256")
+    return value
 
 
 def _ray_options(f):
@@ -316,6 +488,8 @@ def _ray_options(f):
 def _ray_mode(use_ray: bool, workers, address) -> bool:
     if workers is not None and not (use_ray or address):
         raise click.BadParameter("needs --ray (or --ray-address)", param_hint="--workers")
+    if use_ray or address:
+        require_extra("distributed", "--ray")
     return bool(use_ray or address)
 
 
@@ -329,19 +503,27 @@ def _ray_summary(report, what: str) -> str:
     return line
 
 
+def check_stem(stem, what: str = "--out") -> None:
+    """A weights stem's two files (STEM.safetensors, STEM.json) may be written: before the work starts."""
+    from runtime.files import check_output
+
+    for suffix in (".safetensors", ".json"):
+        check_output(Path(stem).with_suffix(suffix), what)
+
+
+@requires("train")
 @main.command("s-stats")
 @click.option("--generator", required=True, type=click.Path(dir_okay=False), help="StyleGAN2 checkpoint.")
 @click.option("-n", "n", default=100_000, show_default=True, type=click.IntRange(1), help="Mapped samples.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--psi", default=0.7, show_default=True, help="Truncation of the samples.")
-@click.option("--out", default="s_stats.npz", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--out", default="s_stats.npz", show_default=True, type=Output(".npz"))
 @_ray_options
 def s_stats_cmd(generator, n, seed, psi, out, use_ray, workers, ray_address):
     """StyleSpace mean/std per channel over N mapped samples (global directions)."""
     from precompute.checkpoints import load_generator
     from precompute.global_directions import save_style_statistics, style_statistics
 
-    _require_suffix(out, ".npz", "--out")
     distributed = _ray_mode(use_ray, workers, ray_address)
     gen = load_generator(generator)
     if distributed:
@@ -355,6 +537,7 @@ def s_stats_cmd(generator, n, seed, psi, out, use_ray, workers, ray_address):
     click.echo(f"wrote {out} ({mean.size} channels, {n} samples)")
 
 
+@requires("train")
 @main.command("fs3")
 @click.option("--generator", required=True, type=click.Path(dir_okay=False), help="StyleGAN2 checkpoint.")
 @click.option("--clip", "clip_path", required=True, type=click.Path(dir_okay=False), help="CLIP weights.")
@@ -372,7 +555,7 @@ def s_stats_cmd(generator, n, seed, psi, out, use_ray, workers, ray_address):
 @_ray_options
 @click.option("--unit-channels", default=16, show_default=True, type=click.IntRange(1),
               help="With --ray: channels per work unit (a unit never spans two layers).")
-@click.option("--out", type=click.Path(dir_okay=False), help="Merge into this .npy when every shard is complete.")
+@click.option("--out", type=Output(".npy"), help="Merge into this .npy when every shard is complete.")
 def fs3_cmd(generator, clip_path, clip_name, s_stats, images, seed, shard, workdir, max_resolution, batch, threads,
             compile_, use_ray, workers, ray_address, unit_channels, out):
     """Compute the fs3 relevance table: one shard per process (then fs3-merge), or all of it on Ray (--ray)."""
@@ -382,7 +565,6 @@ def fs3_cmd(generator, clip_path, clip_name, s_stats, images, seed, shard, workd
     from precompute.clip_model import load_clip
     from precompute import global_directions as gd
 
-    _require_suffix(out, ".npy", "--out")
     distributed = _ray_mode(use_ray, workers, ray_address)
     if distributed and shard is not None:
         raise click.BadParameter("--ray computes every unit itself; leave --shard out", param_hint="--shard")
@@ -405,11 +587,9 @@ def fs3_cmd(generator, clip_path, clip_name, s_stats, images, seed, shard, workd
             report = ray_fs3(gen, clip, mean, std, workdir, n_images=images, seed=seed, max_resolution=max_resolution,
                              batch=batch, compile=compile_, unit_channels=unit_channels, workers=workers,
                              threads=threads or 1, address=ray_address, out=out)
-        except WorkerFailed as err:
+        except WorkerFailed as err:  # not the user's input: exit 1
             click.echo(f"error: {err}", err=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            sys.exit(130)
         click.echo(_ray_summary(report, "fs3"))
         click.echo(f"wrote {out} and {Path(out).with_suffix('.json')}" if out else
                    f"all units complete in {workdir}; merge with: cli.py fs3-merge --workdir {workdir} --out fs3.npy")
@@ -426,19 +606,20 @@ def fs3_cmd(generator, clip_path, clip_name, s_stats, images, seed, shard, workd
         click.echo(f"merge with: cli.py fs3-merge --workdir {workdir} --shards {n} --out fs3.npy")
 
 
+@requires("train")
 @main.command("fs3-merge")
 @click.option("--workdir", required=True, type=click.Path(file_okay=False))
 @click.option("--shards", type=click.IntRange(1), help="Number of shards n [none: the units of a --ray run].")
-@click.option("--out", default="fs3.npy", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--out", default="fs3.npy", show_default=True, type=Output(".npy"))
 def fs3_merge_cmd(workdir, shards, out):
     """Check and join the complete shards (or units) into fs3.npy (+ fs3.json: which layers and channels it covers)."""
     from precompute.global_directions import merge_fs3, merge_units
 
-    _require_suffix(out, ".npy", "--out")
     fs3 = merge_fs3(workdir, shards, out=out) if shards else merge_units(workdir, out=out)
     click.echo(f"wrote {out} {fs3.shape} and {Path(out).with_suffix('.json')}")
 
 
+@requires("train")
 @main.command("import-styleclip")
 @click.option("--fs3", "fs3_path", required=True, type=click.Path(dir_okay=False), help="Official fs3.npy.")
 @click.option("--s-mean-std", required=True, type=click.Path(dir_okay=False), help="Official S_mean_std (a pickle).")
@@ -493,6 +674,7 @@ def _model_options(f):
     return f
 
 
+@requires("train")
 @main.command("train-mapper")
 @click.argument("prompt")
 @_model_options
@@ -511,7 +693,7 @@ def _model_options(f):
 @_resumable_options
 @click.option("--workdir", type=click.Path(file_okay=False),
               help="Checkpoint; rerunning the same command resumes [build/train/mapper/<prompt slug>].")
-@click.option("--out", type=click.Path(dir_okay=False),
+@click.option("--out", type=Output(stem=True),
               help="Weights stem: writes OUT.safetensors and OUT.json [artifacts/demo/mappers/<prompt slug>].")
 def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, clip_weight, l2_weight, truncation,
                      clip_views, disable, seed, threads, workdir, stop_at, out):
@@ -528,6 +710,7 @@ def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, 
                             enabled={g: g not in disable for g in MAPPER_GROUPS}, seed=seed)
     workdir = workdir or f"build/train/mapper/{_slug(prompt)}"
     out = out or f"artifacts/demo/mappers/{_slug(prompt)}"
+    check_stem(out)
     gen, clip = _load_generator_and_clip(generator, clip_path, clip_name)
     torch.set_num_threads(threads)
     mapper, info = train_mapper(gen, clip, cfg, workdir, stop_at=stop_at)
@@ -540,6 +723,7 @@ def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, 
         click.echo(f"wrote {path}")
 
 
+@requires("train")
 @main.command()
 @click.argument("prompt")
 @_model_options
@@ -553,8 +737,8 @@ def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, 
 @click.option("--clip-views", default=1, show_default=True, type=click.IntRange(1),
               help="Average the CLIP loss over this many shifted copies of each image (against pixel patterns).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2), help="torch threads.")
-@click.option("--save-latents", type=click.Path(dir_okay=False), help="Also write the edited W+ to this .npy.")
-@click.option("--out", default="optimize.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--save-latents", type=Output(".npy"), help="Also write the edited W+ to this .npy.")
+@click.option("--out", default="optimize.png", show_default=True, type=Output(".png"))
 def optimize(prompt, generator, clip_path, clip_name, seeds, latents, truncation, steps, lr, l2, clip_views, threads,
              save_latents, out):
     """Edit faces by optimizing their W+ towards PROMPT (method A, DESIGN §4.A); PNG grid: original | edited."""
@@ -564,15 +748,13 @@ def optimize(prompt, generator, clip_path, clip_name, seeds, latents, truncation
     from precompute.optimization import OptimizeConfig, optimize_latents
     from runtime.edit_math import check_wplus
     from runtime.editor import Editor
-    from runtime.files import atomic_path, load_latents
-    from runtime.images import grid, save_png
+    from runtime.files import load_latents, save_latents as save_latents_file
+    from runtime.images import check_grid, grid, save_png
 
-    _require_suffix(out.lower(), ".png", "--out")
-    _require_suffix(save_latents, ".npy", "--save-latents")
     if not prompt.strip():
         raise ValueError("the prompt is empty; describe the edit, e.g. 'a face with purple hair'")
     cfg = OptimizeConfig(steps=steps, lr=lr, l2=l2, clip_views=clip_views)
-    seed_list = None if latents else parse_ints(seeds, "--seed", minimum=0)
+    seed_list = None if latents else parse_seeds(seeds)
     gen, clip = _load_generator_and_clip(generator, clip_path, clip_name)
     torch.set_num_threads(threads)
     shape = (gen.n_latent, gen.config.style_dim)
@@ -582,14 +764,15 @@ def optimize(prompt, generator, clip_path, clip_name, seeds, latents, truncation
         z = np.stack([np.random.default_rng(s).standard_normal(shape[1], dtype=np.float32) for s in seed_list])
         with torch.no_grad():
             w0 = gen.wplus_from_z(torch.from_numpy(z), truncation).contiguous()
+    scale = max(1, 128 // gen.config.size)
+    check_grid(len(w0), 2, gen.config.size, scale)
     w, history = optimize_latents(gen, clip, prompt, w0, cfg)
     seconds, final = history[-1]["seconds"], history[-2]
     with torch.no_grad():
         before, after = (Editor.to_uint8(gen(x).numpy()) for x in (w0, w))
-    image = grid([[a, b] for a, b in zip(before, after)], ["original", prompt], scale=max(1, 128 // before.shape[1]))
+    image = grid([[a, b] for a, b in zip(before, after)], ["original", prompt], scale=scale)
     if save_latents:
-        with atomic_path(save_latents) as tmp, open(tmp, "wb") as f:
-            np.save(f, w.numpy(), allow_pickle=False)
+        save_latents_file(save_latents, w.numpy())
     save_png(image, out)
     click.echo(f"optimized {len(w)} face(s) for {prompt!r}: {steps} steps in {seconds:.1f} s "
                f"({seconds / len(w):.2f} s per edit); final " + ", ".join(f"{k} {v:.4f}" for k, v in final.items()))
@@ -607,7 +790,7 @@ def _demo_train_options(workdir: str, steps: int, n_train: int, out: str):
         click.option("--n-train", default=n_train, show_default=True, type=click.IntRange(1), help="Cached renders."),
         click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(1)),
         click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2)),
-        click.option("--out", default=out, show_default=True, type=click.Path(dir_okay=False),
+        click.option("--out", default=out, show_default=True, type=Output(stem=True),
                      help="Weights stem: writes OUT.safetensors and OUT.json once all steps are done."),
     ]
 
@@ -629,6 +812,7 @@ def _echo_demo_training(info: dict, what: str) -> None:
         click.echo(f"wrote {path}")
 
 
+@requires("train")
 @main.command("train-classifier")
 @_demo_train_options("build/train/classifier", 400, 20_000, "artifacts/demo/classifier")
 def train_classifier_cmd(workdir, steps, seed, n_train, checkpoint_every, threads, out):
@@ -640,6 +824,7 @@ def train_classifier_cmd(workdir, steps, seed, n_train, checkpoint_every, thread
     _echo_demo_training(info, "classifier")
 
 
+@requires("train")
 @main.command("train-clip")
 @_demo_train_options("build/train/clip", 1000, 40_000, "artifacts/demo/clip")
 def train_clip_cmd(workdir, steps, seed, n_train, checkpoint_every, threads, out):
@@ -651,25 +836,26 @@ def train_clip_cmd(workdir, steps, seed, n_train, checkpoint_every, threads, out
     _echo_demo_training(info, "clip")
 
 
+@requires("train")
 @main.command("sample-demo")
 @click.option("--generator", default="artifacts/demo/generator.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("-n", "n", default=32, show_default=True, type=click.IntRange(1, 256))
 @click.option("--seed", default=0, show_default=True)
 @click.option("--truncation", default=1.0, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--out", default="docs/demo_samples.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--out", default="docs/demo_samples.png", show_default=True, type=Output(".png"))
 def sample_demo(generator, n, seed, truncation, out):
     """Contact sheet of demo generator samples, each row above the renders of the faces intended by z."""
     from precompute.checkpoints import load_generator
     from precompute.demo.train_generator import contact_sheet
     from runtime.images import save_png
 
-    _require_suffix(out, ".png", "--out")
     if not Path(generator).is_file():
         raise FileNotFoundError(f"generator not found: {generator}; train it with `python cli.py train-generator`")
     save_png(contact_sheet(load_generator(generator), n, seed, truncation), out)
     click.echo(f"wrote {out}: {n} samples (seed {seed}, truncation {truncation}), intended renders below each row")
 
 
+@requires("train")
 @main.command("evaluate-demo")
 @click.option("--classifier", default="artifacts/demo/classifier.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--clip", "clip_path", default="artifacts/demo/clip.json", show_default=True, type=click.Path(dir_okay=False))
@@ -697,6 +883,7 @@ def _floats(text: str, option: str) -> list[float]:
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from None
 
 
+@requires("train")
 @main.command()
 @click.option("--methods", default="C,B,A", show_default=True, help="Comma-separated: A optimize, B mapper, C global.")
 @click.option("--edits", "edit_names", help="Comma-separated edit names [all: purple hair, blonde hair, smiling, glasses, "
@@ -765,6 +952,7 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
 
 
 # --- benchmarks: runtime vs PyTorch eager, and the floor (export/bench.py, DESIGN §9) ----------------
+@requires("train")
 @main.command()
 @click.option("--preset", type=click.Choice(["demo", "ffhq", "both"]),
               help="Random-weight models (demo size, FFHQ-1024 + ViT-B-32), built once into build/bench/<preset> [demo].")
@@ -777,7 +965,7 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
               help="Stop a row's repeats after this long (at least 3; 0: no limit).")
 @click.option("--graphs", help="Only these graphs, comma-separated (no whole edits, no fs3), e.g. synthesis,text_encoder.")
 @click.option("--profile", is_flag=True, help="Also print onnxruntime's per-op profile of every graph.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the report into this .md (its run block; chart PNG beside it).")
+@click.option("--out", type=Output(".md"), help="Write the report into this .md (its run block; chart PNG beside it).")
 def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs, profile, out):
     """Time the runtime against PyTorch eager (same inputs, interleaved) and against each graph's floor."""
     import shlex
@@ -787,8 +975,6 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
     sizes = parse_ints(batches, "--batches")
     if preset and bundle:
         raise click.UsageError("pass --preset or --bundle, not both")
-    if out and not out.lower().endswith(".md"):
-        raise click.BadParameter("must end in .md", param_hint="--out")
     if bundle:
         read_manifest(bundle)  # before the slow imports: a wrong folder fails at once
     from export.bench import bench_bundle, format_result, write_markdown
@@ -816,27 +1002,34 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
 
 
 @main.command()
-@click.option("--out", default="demo.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--out", default="demo.png", show_default=True, type=Output(".png"))
 @click.option("--seed", "seeds", default="1,2,3,4", show_default=True)
+@click.option("--bundle", type=click.Path(file_okay=False),
+              help="Use this bundle instead of the demo one (artifacts/bundles/demo, built when missing).")
 @click.pass_context
-def demo(ctx, out, seeds):
+def demo(ctx, out, seeds, bundle):
     """The main job: build the demo bundle if missing (export + validate), then a grid of text edits."""
     from precompute.demo.edits import DEMO_EDITS
-    from runtime.editor import Editor
-    from runtime.images import grid, save_png
 
-    if not (DEFAULT_BUNDLE / "manifest.json").is_file():
+    seed_list = parse_seeds(seeds)
+    if bundle is None and not (DEFAULT_BUNDLE / "manifest.json").is_file():
+        if not DEMO_DIR.is_dir():
+            raise click.UsageError(f"the demo bundle {DEFAULT_BUNDLE} is missing and there is no demo world "
+                                   f"({DEMO_DIR}) to build it from: pass --bundle FOLDER, or run `make demo` in a "
+                                   "source checkout")
+        require_extra("train", "demo (building the missing demo bundle)")
         click.echo(f"building the demo bundle in {DEFAULT_BUNDLE} ...")
         ctx.invoke(export_cmd)
         ctx.invoke(validate)
-    editor = Editor(DEFAULT_BUNDLE)
+    editor = open_editor(bundle)
     if not editor.manifest.get("edit_settings"):
         click.echo(f"note: {DEFAULT_BUNDLE} records no tuned edit settings (exported by an older toolkit), so the "
                    "edits use the defaults; `python cli.py export` rebuilds it with the measured ones")
-    wplus = editor.sample(parse_ints(seeds, "--seed", minimum=0))
-    rows = editor.comparison(wplus, [[editor.global_edit(e.target)] for e in DEMO_EDITS])  # the bundle's tuned settings
-    save_png(grid(rows, ["original"] + [e.name for e in DEMO_EDITS], scale=2), out)
+    wplus = editor.sample(seed_list)
+    columns = [[editor.global_edit(e.target)] for e in DEMO_EDITS]  # the bundle's tuned settings
+    rows = write_comparison(editor, wplus, columns, [e.name for e in DEMO_EDITS], out, scale=2)
     click.echo(f"wrote {out}: {len(rows)} faces x {len(DEMO_EDITS)} global-direction edits")
+
 
 if __name__ == "__main__":
     main()

@@ -820,7 +820,7 @@ def draw_chart(results: list[BenchResult], path) -> Path:
     """Horizontal bars per row: torch / runtime (left) and runtime / floor (right), PIL only."""
     from PIL import Image, ImageDraw
 
-    from runtime.files import atomic_path
+    from runtime.images import save_png
 
     items = [(f"{res.label}: {r.name if r.section == 'graph' else r.name} b{r.batch}"
               + ("" if r.variant == "fp32" else f" {r.variant}"), r.ratio, r.vs_floor)
@@ -849,10 +849,7 @@ def draw_chart(results: list[BenchResult], path) -> Path:
                 d.text((x0 + v / vmax * panel_w + 3, y), f"{v:.2f}", fill="black")
     for i, (label, *_) in enumerate(items):
         d.text((4, top + i * (bar + gap)), label[:52], fill="black")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
-    return path
+    return save_png(img, path)
 
 
 def _ticks(vmax: float) -> list[float]:

@@ -17,13 +17,13 @@ import open_clip
 import torch
 from tqdm import tqdm
 
-from precompute.checkpoints import load_generator, require_file
+from precompute.checkpoints import latent_avg_source, load_generator
 from precompute.clip_model import load_clip
 from precompute.mapper import load_mapper
-from runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST
+from runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST, replace_problem
 from runtime.edit_math import DEFAULT_ALPHA, DEFAULT_BETA, TEMPLATES
 from runtime.edit_settings import check_edit_settings
-from runtime.files import atomic_path, sha256_file, slugify
+from runtime.files import atomic_path, read_npy, read_npz, sha256_file, slugify
 
 from . import __version__
 from .converters import OPSET, ExportError, convert_fp16, export_onnx, export_torchscript
@@ -111,14 +111,14 @@ def load_sources(src: Sources) -> Models:
 
 
 def read_direction_tables(fs3_path, stats_path, layout, embed_dim) -> dict[str, np.ndarray]:
-    fs3 = np.load(require_file(fs3_path, "fs3 table"), allow_pickle=False).astype(np.float32)
+    fs3 = read_npy(fs3_path, "fs3 table (.npy [rows, embed_dim])").astype(np.float32)
     # Rows follow layout.conv_index(); a table may stop at a layer boundary (official FFHQ: 5376 = up to 128 px).
     boundaries = np.cumsum([l.channels for l in layout.conv_layers]).tolist()
     if fs3.ndim != 2 or fs3.shape[1] != embed_dim or fs3.shape[0] not in boundaries:
         raise ValueError(f"fs3 {fs3_path} has shape {fs3.shape}; expected [rows, {embed_dim}] with rows at a "
                          f"conv-layer boundary (one of {boundaries})")
-    with np.load(require_file(stats_path, "S statistics"), allow_pickle=False) as stats:
-        mean, std = (stats[k].astype(np.float32) for k in ("mean", "std"))
+    stats = read_npz(stats_path, "S statistics (.npz with 'mean' and 'std', from `cli.py s-stats`)", ("mean", "std"))
+    mean, std = (stats[k].astype(np.float32) for k in ("mean", "std"))
     if mean.shape != (layout.total,) or std.shape != (layout.total,):
         raise ValueError(f"S statistics {stats_path} must hold flat mean/std of {layout.total} channels")
     return {"fs3": fs3, "s_mean": mean, "s_std": std}
@@ -133,8 +133,19 @@ def _io(name: str, shape: list, dtype: str) -> dict:
     return {"name": name, "shape": shape, "dtype": dtype}
 
 
+def check_target(out) -> None:
+    """Refuse, before any work, an `out` that export must not replace: anything but a bundle of ours."""
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise FileExistsError(f"--out {out} exists and is not a folder; choose another path")
+    if out.exists() and (problem := replace_problem(out)):
+        raise FileExistsError(f"--out {out} cannot be replaced: {problem}")
+
+
 def export_bundle(out, src: Sources, options: ExportOptions = ExportOptions(), progress: bool = True) -> dict:
-    """Build the bundle at `out` (replacing an existing one only once the new one is complete)."""
+    """Build the bundle at `out`, replacing an existing bundle of ours only once the new one is complete
+    (never any other folder: checked before the work and again at the swap)."""
+    check_target(out)
     trt_env = require_tensorrt() if options.tensorrt else None  # fail before any work
     models = load_sources(src)
     gen, clip = models.generator, models.clip
@@ -144,7 +155,7 @@ def export_bundle(out, src: Sources, options: ExportOptions = ExportOptions(), p
     specs += clip_graphs(clip, sampler, options.image_encoder)
     rng = np.random.default_rng(0)
     files, graphs = {}, {}
-    with atomic_path(Path(out), is_dir=True) as tmp:
+    with atomic_path(Path(out), is_dir=True, replace=replace_problem) as tmp:
         for sub in ("graphs", "tables", "tokenizer"):
             (tmp / sub).mkdir()
         for spec in tqdm(specs, desc="export graphs", unit="graph", disable=not progress):
@@ -206,7 +217,7 @@ def build_manifest(models: Models, src: Sources, options, graphs, files, tables,
         },
         "sources": {k: {"path": str(Path(p).resolve()), "sha256": sha256_file(p)} for k, p in sources.items()},
         "generator": {**gen.config.to_dict(), "n_latent": gen.n_latent, "layout": gen.layout.to_list(),
-                      "truncation": TRUNCATION},
+                      "truncation": TRUNCATION, "latent_avg_source": latent_avg_source(gen)},
         "clip": {
             "name": clip.name, "embed_dim": clip.embed_dim, "context_length": clip.context_length,
             "image_size": clip.image_size, "preprocess": clip.preprocess, "preprocess_cfg": clip.preprocess_cfg,

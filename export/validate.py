@@ -262,7 +262,8 @@ class Validator:
         write_manifest(self.folder, m)
 
     def write_report(self, checks: list[Check]) -> Path:
-        with atomic_path(self.folder / REPORT_DIR, is_dir=True) as tmp:
+        # The report folder is the validator's own part of a bundle (replace_problem spares it too).
+        with atomic_path(self.folder / REPORT_DIR, is_dir=True, replace=lambda _: None) as tmp:
             pictures = []
             for name, (ref, out) in self.images.items():
                 file = f"{name.replace(':', '_')}.png"

@@ -11,17 +11,21 @@ import hashlib
 import json
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from runtime.files import atomic_path, sha256_file
+from runtime.checks import ToolWarning
+from runtime.files import atomic_path, check_output, regular_file, sha256_file
 
 from .stylegan2 import Generator, GeneratorConfig, blur_kernel
 
 FORMAT_VERSION = 1
 MAX_LISTED = 5
+LATENT_AVG_SAMPLES = 4096
+RECOMPUTED = f"recomputed: mean of {LATENT_AVG_SAMPLES} mapped samples, seed 0 (the checkpoint had no latent_avg)"
 
 
 class CheckpointError(ValueError):
@@ -30,10 +34,11 @@ class CheckpointError(ValueError):
 
 # --- generic file access -------------------------------------------------------------------------
 def require_file(path, what: str) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} not found: {path} (nothing is downloaded; put the file there or pass its path)")
-    return path
+    """An existing regular file (not a folder or pipe), else a CheckpointError naming `what` and the path."""
+    try:
+        return regular_file(path, what)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(str(err)) from None
 
 
 def verify_sha256(path, expected: str | None) -> None:
@@ -61,6 +66,10 @@ def torch_load(path, what: str, trust_pickle: bool = False, sha256: str | None =
 
 def check_state_dict(model: torch.nn.Module, state: dict, source: str) -> None:
     """Strict key and shape comparison with a message that names the first mismatching keys."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source} holds a {type(state).__name__}, not a state dict of tensors")
+    if bad := [k for k, v in state.items() if not isinstance(v, torch.Tensor)]:
+        raise CheckpointError(f"{source}: {', '.join(map(str, bad[:MAX_LISTED]))} are not tensors; expected a state dict")
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -84,6 +93,8 @@ def check_state_dict(model: torch.nn.Module, state: dict, source: str) -> None:
 def save_model(path, kind: str, config: dict, tensors: dict[str, torch.Tensor]) -> tuple[Path, Path]:
     """Our format: `<stem>.safetensors` plus `<stem>.json` (kind, config, sha256 of the weights)."""
     weights = Path(path).with_suffix(".safetensors")
+    for existing in (weights, weights.with_suffix(".json")):  # only our own pair is ever replaced
+        check_output(existing, f"{kind} output")
     with atomic_path(weights) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
     meta = {"kind": kind, "format_version": FORMAT_VERSION, "weights": weights.name, "sha256": sha256_file(weights), "config": config}
@@ -97,16 +108,26 @@ def load_model(path, kind: str) -> tuple[dict, dict[str, torch.Tensor]]:
     """Read a `save_model` pair (either file's path), verifying the kind and the weights' sha256."""
     config_path = require_file(Path(path).with_suffix(".json"), f"{kind} config")
     try:
-        meta = json.loads(config_path.read_text())
+        meta = json.loads(config_path.read_bytes().decode("utf-8"))
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{config_path} holds a JSON {type(meta).__name__}, not a {kind} config object")
         if meta.get("kind") != kind:
             raise CheckpointError(f"{config_path} describes a {meta.get('kind')!r}, not a {kind!r}")
         if meta.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(f"{config_path} has format version {meta.get('format_version')}, this toolkit reads {FORMAT_VERSION}")
+        if not isinstance(meta.get("weights"), str) or Path(meta["weights"]).name != meta["weights"]:
+            raise CheckpointError(f"{config_path}: 'weights' must name a file beside it, got {meta.get('weights')!r}")
         weights = require_file(config_path.with_name(meta["weights"]), f"{kind} weights")
         verify_sha256(weights, meta["sha256"])
-        return meta["config"], load_file(str(weights))
-    except (KeyError, TypeError, json.JSONDecodeError) as err:
+        if not isinstance(meta.get("config"), dict):
+            raise CheckpointError(f"{config_path}: 'config' must be an object, got {meta.get('config')!r}")
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise CheckpointError(f"{config_path} is not a valid {kind} config ({type(err).__name__}: {err})") from None
+    try:
+        return meta["config"], load_file(str(weights))
+    except Exception as err:  # safetensors raises its own SafetensorError (and others) for foreign bytes
+        raise CheckpointError(f"{weights} is not a valid safetensors file of {kind} weights "
+                              f"({type(err).__name__}: {err})") from None
 
 
 # --- StyleGAN2 -----------------------------------------------------------------------------------
@@ -138,6 +159,8 @@ def infer_generator_config(state: dict, source: str = "checkpoint") -> Generator
 
 def generator_from_state(state: dict, latent_avg=None, source: str = "checkpoint", config=None) -> Generator:
     """Build the generator the weights describe (or `config`, checked against them) and load strictly."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source} holds a {type(state).__name__}, not a generator state dict")
     state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     gen = Generator(config or infer_generator_config(state, source))
     check_state_dict(gen, state, source)
@@ -145,8 +168,13 @@ def generator_from_state(state: dict, latent_avg=None, source: str = "checkpoint
         if k.endswith(".kernel") and not torch.allclose(v.float(), blur_kernel(4.0)):
             raise CheckpointError(f"{source}: {k} is not the [1,3,3,1] blur kernel this generator implements")
     gen.load_state_dict(state, strict=True)
+    gen.latent_avg_source = "checkpoint"
     if latent_avg is None:
-        gen.mean_latent()
+        gen.mean_latent(LATENT_AVG_SAMPLES)
+        gen.latent_avg_source = RECOMPUTED
+        warnings.warn(f"{source} has no latent_avg; using the mean of {LATENT_AVG_SAMPLES} mapped samples (seed 0) "
+                      "instead, so truncated (psi < 1) images differ from the original's; the converted file and "
+                      "bundles record this as latent_avg_source", ToolWarning, stacklevel=2)
     else:
         latent_avg = torch.as_tensor(latent_avg).reshape(-1)
         if latent_avg.numel() != gen.config.style_dim:
@@ -177,19 +205,30 @@ def save_rosinality(gen: Generator, path) -> None:
 
 def save_generator(gen: Generator, path) -> tuple[Path, Path]:
     tensors = dict(gen.state_dict(), latent_avg=gen.latent_avg)
-    return save_model(path, "stylegan2-generator", gen.config.to_dict(), tensors)
+    config = {**gen.config.to_dict(), "latent_avg_source": latent_avg_source(gen)}
+    return save_model(path, "stylegan2-generator", config, tensors)
+
+
+def latent_avg_source(gen: Generator) -> str:
+    """Where the truncation centre came from: "checkpoint", or RECOMPUTED for a file that had none."""
+    return getattr(gen, "latent_avg_source", "checkpoint")
 
 
 def load_generator(path, trust_pickle: bool = False, sha256: str | None = None) -> Generator:
-    """Our safetensors/JSON pair, or any rosinality .pt/.pth checkpoint (told apart by suffix)."""
+    """Our safetensors/JSON pair, or any rosinality .pt/.pth checkpoint (told apart by suffix); `sha256`
+    checks the file given, whatever its format."""
     if Path(path).suffix in (".safetensors", ".json"):
-        config, tensors = load_model(path, "stylegan2-generator")
+        verify_sha256(require_file(path, "StyleGAN2 generator"), sha256)
+        raw_config, tensors = load_model(path, "stylegan2-generator")
         latent_avg = tensors.pop("latent_avg", None)
         try:
-            config = GeneratorConfig.from_dict(config)
-        except (KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(f"{path}: invalid generator config ({err})") from None
-        return generator_from_state(tensors, latent_avg, str(path), config)
+            config = GeneratorConfig.from_dict(raw_config)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CheckpointError(f"{path}: invalid generator config ({type(err).__name__}: {err})") from None
+        gen = generator_from_state(tensors, latent_avg, str(path), config)
+        if raw_config.get("latent_avg_source") == RECOMPUTED:
+            gen.latent_avg_source = RECOMPUTED  # recorded when it was converted
+        return gen
     return load_rosinality(path, trust_pickle, sha256)
 
 

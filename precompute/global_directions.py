@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from runtime.files import atomic_path, sha256_file
+from runtime.files import atomic_path, check_output, read_npy, read_npz, sha256_file
 from runtime.stylespace import StyleSpaceLayout
 
 from .checkpoints import model_digest
@@ -132,18 +132,14 @@ def save_style_statistics(path, mean: np.ndarray, std: np.ndarray, meta: dict | 
     path = Path(path)
     if mean.shape != std.shape or mean.ndim != 1:
         raise ValueError(f"mean and std must be flat arrays of one shape, got {mean.shape} and {std.shape}")
+    check_output(path, "S statistics output")  # only our own statistics (they carry 'meta') are replaced
     _save_npz(path, mean=mean.astype(np.float32), std=std.astype(np.float32), meta=_json_array(meta or {}))
     return path
 
 
 def load_style_statistics(path, layout: StyleSpaceLayout) -> tuple[np.ndarray, np.ndarray]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"S statistics not found: {path} (make them with `cli.py s-stats`)")
-    with np.load(path, allow_pickle=False) as f:
-        if not {"mean", "std"} <= set(f.files):
-            raise ValueError(f"{path} has no 'mean'/'std' arrays; expected an s-stats .npz")
-        mean, std = f["mean"].astype(np.float32), f["std"].astype(np.float32)
+    stats = read_npz(path, "S statistics (.npz with 'mean' and 'std', from `cli.py s-stats`)", ("mean", "std"))
+    mean, std = stats["mean"].astype(np.float32), stats["std"].astype(np.float32)
     if mean.shape != (layout.total,) or std.shape != (layout.total,):
         raise ValueError(f"S statistics {path} have shapes {mean.shape}/{std.shape}; this generator has {layout.total} channels")
     return mean, std
@@ -475,6 +471,8 @@ def save_fs3(path, fs3: np.ndarray, layout: StyleSpaceLayout, meta: dict | None 
         raise ValueError(f"fs3 output must be a .npy file, got {path}")
     if fs3.ndim != 2 or fs3.shape[0] not in layer_boundaries(layout):
         raise ValueError(f"fs3 has shape {fs3.shape}; rows must stop at a conv-layer boundary {layer_boundaries(layout)}")
+    for existing in (path, path.with_suffix(".json")):
+        check_output(existing, "fs3 output")
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, fs3.astype(np.float32), allow_pickle=False)
     record = {"format_version": FORMAT_VERSION, "shape": list(fs3.shape), **coverage(layout, fs3.shape[0]), **(meta or {})}
@@ -487,13 +485,7 @@ def save_fs3(path, fs3: np.ndarray, layout: StyleSpaceLayout, meta: dict | None 
 # --- official StyleCLIP artifacts ----------------------------------------------------------------------
 def import_official_fs3(path, layout: StyleSpaceLayout, embed_dim: int | None = None) -> np.ndarray:
     """StyleCLIP's fs3.npy -> float32 [rows, D]; rows must stop at a conv-layer boundary (5376, 6048 for FFHQ)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"fs3 table not found: {path}")
-    try:
-        fs3 = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise ValueError(f"{path} is not a plain .npy array ({err})") from None
+    fs3 = read_npy(path, "fs3 table (.npy [rows, embed_dim])")
     bounds = layer_boundaries(layout)
     if fs3.ndim != 2 or fs3.shape[0] not in bounds or (embed_dim is not None and fs3.shape[1] != embed_dim):
         raise ValueError(f"{path} has shape {fs3.shape}; expected [rows, {embed_dim or 'D'}] with rows at a conv-layer "

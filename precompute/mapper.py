@@ -110,22 +110,39 @@ def load_mapper(path) -> LatentMapper:
     return mapper_from_state(tensors, config, str(path))
 
 
+OFFICIAL_SPLIT = (4, 8)  # StyleCLIP's LevelsMapper: rows [:4], [4:8], [8:] whatever the generator's size
+
+
 def import_official_mapper(path, n_latent: int | None = None, trust_pickle: bool = False) -> LatentMapper:
     """An official StyleCLIP mapper checkpoint {'state_dict': {mapper.*, decoder.*}, 'opts'}.
 
     The decoder (a full generator copy) is dropped; which groups exist is read from the keys, the
-    number of W+ rows from opts['stylegan_size'] unless given.
+    number of W+ rows from opts['stylegan_size'] unless given. The rows each group edits are the
+    reference's fixed OFFICIAL_SPLIT at every size (our own mappers record their split instead).
     """
     ckpt = torch_load(path, "StyleCLIP mapper checkpoint", trust_pickle)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path} is not a StyleCLIP mapper checkpoint (expected a dict with 'state_dict')")
-    state = {k[len("mapper."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("mapper.")}
+    state = {k[len("mapper."):]: v for k, v in ckpt["state_dict"].items() if isinstance(k, str) and k.startswith("mapper.")}
     if not state:
-        raise CheckpointError(f"{path} has no 'mapper.*' weights; its keys start with {sorted({k.split('.')[0] for k in ckpt['state_dict']})}")
+        prefixes = sorted({str(k).split(".")[0] for k in ckpt["state_dict"]})
+        hint = " (it looks like an e4e/pSp encoder checkpoint)" if "encoder" in prefixes else ""
+        raise CheckpointError(f"{path} has no 'mapper.*' weights{hint}; its keys start with {prefixes}")
+    if any(k.startswith("mapping.") for k in state):
+        raise CheckpointError(f"{path} is a StyleCLIP SingleMapper (one mapper for all rows); only the LevelsMapper "
+                              "(course/medium/fine_mapping) is supported")
     opts = ckpt.get("opts") if isinstance(ckpt.get("opts"), dict) else {}
     enabled = {g: any(k.startswith(MODULE_NAMES[g] + ".") for k in state) for g in GROUPS}
-    first = next(k for k in state if k.endswith(".weight"))
+    first = next((k for k, v in state.items() if k.endswith(".weight") and isinstance(v, torch.Tensor) and v.ndim == 2), None)
+    if first is None:
+        raise CheckpointError(f"{path} has no mapper weight matrices under 'mapper.*'")
     if n_latent is None:
-        n_latent = 2 * (int(opts.get("stylegan_size", 1024)).bit_length() - 1) - 2
-    config = MapperConfig(n_latent, state[first].shape[1], None, enabled, str(opts.get("description", "")))
+        try:
+            n_latent = 2 * (int(opts.get("stylegan_size", 1024)).bit_length() - 1) - 2
+        except (TypeError, ValueError):
+            raise CheckpointError(f"{path}: opts['stylegan_size'] is {opts.get('stylegan_size')!r}, not a size") from None
+    if n_latent <= OFFICIAL_SPLIT[1]:
+        raise CheckpointError(f"{path}: StyleCLIP's mapper edits rows 0-3, 4-7 and 8+, so it needs a generator with "
+                              f"more than {OFFICIAL_SPLIT[1]} W+ rows (64 px or larger), got {n_latent}")
+    config = MapperConfig(n_latent, state[first].shape[1], OFFICIAL_SPLIT, enabled, str(opts.get("description", "")))
     return mapper_from_state(state, config, str(path))

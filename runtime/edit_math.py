@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import checks
 from .stylespace import StyleSpaceLayout
 
 DEFAULT_ALPHA = 4.1
@@ -126,7 +127,11 @@ def text_direction(encode, target: str, neutral: str, templates=TEMPLATES) -> np
     """dt [D] from `encode(list[str]) -> [N, D]`; both texts' templates go in one batched call."""
     embs = np.asarray(encode(template_prompts(target, templates) + template_prompts(neutral, templates)))
     n = len(templates)
-    return unit(class_embedding(embs[:n]) - class_embedding(embs[n:])).astype(np.float32)
+    diff = class_embedding(embs[:n]) - class_embedding(embs[n:])
+    if np.linalg.norm(diff) < 1e-6:
+        raise ValueError(f"the target text {target!r} and the neutral text {neutral!r} have the same CLIP embedding, so "
+                         "the edit direction is zero; describe the change in the target or pick another neutral text")
+    return unit(diff).astype(np.float32)
 
 
 def relevance(fs3: np.ndarray, dt: np.ndarray) -> np.ndarray:
@@ -148,14 +153,13 @@ def auto_beta(r: np.ndarray, min_channels: int) -> float:
 
 
 def check_range(name: str, value: float, bounds: tuple[float, float]) -> float:
-    if not np.isfinite(value) or not bounds[0] <= value <= bounds[1]:
-        raise ValueError(f"{name} must be a number in [{bounds[0]}, {bounds[1]}], got {value}")
-    return float(value)
+    """`value` as a float: TypeError unless a real number, ValueError outside `bounds`."""
+    return checks.real(name, value, bounds)
 
 
 def check_wplus(wplus, n_latent: int, style_dim: int) -> np.ndarray:
     """W+ latents as float32 [N, n_latent, style_dim] (one [n_latent, style_dim] latent is accepted)."""
-    wplus = np.asarray(wplus, dtype=np.float32)
+    wplus = checks.real_array("latents", wplus, f"of W+ [N, {n_latent}, {style_dim}]")
     if wplus.ndim == 2 and wplus.shape == (n_latent, style_dim):
         wplus = wplus[None]
     if wplus.ndim != 3 or wplus.shape[1:] != (n_latent, style_dim) or len(wplus) == 0:

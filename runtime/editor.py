@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import edit_math
-from .bundle import BundleError, load_table, read_manifest, text_tokens, verify_file
+from . import checks, edit_math
+from .bundle import BundleError, check_session, load_table, read_manifest, text_tokens, verify_file
+from .files import as_path
 from .edit_settings import prompt_key
 from .stylespace import StyleSpaceLayout
 from .tokenizer import ClipTokenizer
@@ -50,6 +51,14 @@ class GlobalEdit:
     beta: float | None = edit_math.DEFAULT_BETA
     min_channels: int = 10  # auto-beta keeps at least this many channels
 
+    def __post_init__(self):
+        checks.text("GlobalEdit target", self.target)
+        checks.text("GlobalEdit neutral", self.neutral)
+        object.__setattr__(self, "alpha", edit_math.check_range("GlobalEdit alpha", self.alpha, edit_math.ALPHA_RANGE))
+        if self.beta is not None:
+            object.__setattr__(self, "beta", edit_math.check_range("GlobalEdit beta", self.beta, edit_math.BETA_RANGE))
+        checks.integer("GlobalEdit min_channels", self.min_channels, 1)
+
 
 @dataclass(frozen=True)
 class MapperEdit:
@@ -58,17 +67,35 @@ class MapperEdit:
     name: str
     strength: float = edit_math.DEFAULT_STRENGTH
 
+    def __post_init__(self):
+        checks.text("MapperEdit name", self.name)
+        object.__setattr__(self, "strength", edit_math.check_range("MapperEdit strength", self.strength,
+                                                                   edit_math.STRENGTH_RANGE))
+
+
+def _edit_list(edits, name: str) -> list:
+    """One edit or an iterable of them, as a list; anything else is a TypeError naming the argument."""
+    if isinstance(edits, (GlobalEdit, MapperEdit)):
+        return [edits]
+    if isinstance(edits, (str, bytes, dict)) or not hasattr(edits, "__iter__"):
+        raise TypeError(f"{name} must be a GlobalEdit, a MapperEdit or a list of them, got {type(edits).__name__}")
+    edits = list(edits)
+    for e in edits:
+        if not isinstance(e, (GlobalEdit, MapperEdit)):
+            raise TypeError(f"{name} must hold GlobalEdit or MapperEdit objects, got {type(e).__name__} {e!r}")
+    return edits
+
 
 class Editor:
     def __init__(self, bundle, device: str = "cpu", threads: int | None = None, optimization: str = "all",
                  precision: str = "fp32"):
         import onnxruntime as ort
 
-        if device not in PROVIDERS:
-            raise ValueError(f"device must be one of {sorted(PROVIDERS)}, got {device!r}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-        self.folder = Path(bundle)
+        checks.choice("device", device, PROVIDERS)
+        checks.choice("precision", precision, PRECISIONS)
+        if threads is not None:
+            checks.integer("threads", threads, 1, 1024)
+        self.folder = as_path(bundle, "bundle")
         self.manifest = read_manifest(self.folder)
         available = set(ort.get_available_providers())
         if PROVIDERS[device][0] not in available:
@@ -77,8 +104,7 @@ class Editor:
         self.providers = [p for p in PROVIDERS[device] if p in available]
         levels = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-        if optimization not in levels:
-            raise ValueError(f"optimization must be one of {sorted(levels)}, got {optimization!r}")
+        checks.choice("optimization", optimization, levels)
         self.options = ort.SessionOptions()
         self.options.graph_optimization_level = levels[optimization]
         self.options.log_severity_level = 3
@@ -127,7 +153,13 @@ class Editor:
                     raise BundleError(f"this bundle has no '{graph}' graph")
                 variant = entry["variants"].get(self.precision) or entry["variants"]["fp32"]
                 path = verify_file(self.folder, self.manifest, variant["file"])
-                self._sessions[graph] = ort.InferenceSession(str(path), self.options, providers=self.providers)
+                try:
+                    session = ort.InferenceSession(str(path), self.options, providers=self.providers)
+                except Exception as err:  # onnxruntime raises its own types for unreadable graphs
+                    raise BundleError(f"bundle graph {variant['file']} cannot be opened by onnxruntime "
+                                      f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+                check_session(self.manifest, graph, variant["file"], session)
+                self._sessions[graph] = session
             return self._sessions[graph]
 
     def run(self, graph: str, x: np.ndarray) -> np.ndarray:
@@ -137,13 +169,16 @@ class Editor:
     # --- latents ----------------------------------------------------------------------------------
     def sample(self, seeds, truncation: float | None = None) -> np.ndarray:
         """W+ [N, n_latent, style_dim] for integer seeds: z ~ N(0, I) per seed, mapped, truncated."""
+        if isinstance(seeds, (str, bytes, dict)) or not isinstance(seeds, (int, np.integer)) and not hasattr(seeds, "__iter__"):
+            raise TypeError(f"seeds must be an integer or a list of integers, got {type(seeds).__name__} {seeds!r}")
         seeds = [seeds] if isinstance(seeds, (int, np.integer)) else list(seeds)
-        if not seeds or any(not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
-            raise ValueError(f"seeds must be non-negative integers, got {seeds}")
+        if not seeds:
+            raise ValueError("seeds is empty; pass at least one seed")
+        seeds = [checks.integer("each seed", s, 0) for s in seeds]
         psi = self.manifest["defaults"]["truncation"] if truncation is None else truncation
-        edit_math.check_range("truncation", psi, (0.0, 1.0))
-        z = np.stack([np.random.default_rng(int(s)).standard_normal(self.style_dim, dtype=np.float32) for s in seeds])
-        w = self.run("mapping", z)
+        psi = edit_math.check_range("truncation", psi, (0.0, 1.0))
+        z = np.stack([np.random.default_rng(s).standard_normal(self.style_dim, dtype=np.float32) for s in seeds])
+        w = self._chunked("mapping", z)
         w = self.latent_avg + np.float32(psi) * (w - self.latent_avg)
         return np.ascontiguousarray(np.repeat(w[:, None, :], self.n_latent, axis=1))
 
@@ -167,7 +202,7 @@ class Editor:
 
     def synthesize(self, s: np.ndarray) -> np.ndarray:
         """Flat S [N, total] -> float images [N, 3, H, W] about [-1, 1]."""
-        s = np.asarray(s, dtype=np.float32)
+        s = checks.real_array("styles", s, f"[N, {self.layout.total}]")
         if s.ndim != 2 or s.shape[1] != self.layout.total or not np.isfinite(s).all():
             raise ValueError(f"styles must be finite [N, {self.layout.total}], got {list(s.shape)}")
         return self._chunked("synthesis", s)
@@ -177,8 +212,7 @@ class Editor:
 
     # --- text -------------------------------------------------------------------------------------
     def check_prompt(self, text: str, what: str = "prompt") -> str:
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"the {what} is empty; describe the edit, e.g. 'a face with purple hair'")
+        checks.text(f"the {what}", text)
         room = self.tokenizer.context_length - 2
         if (n := len(self.tokenizer.encode(text))) > room - 8:  # the templates add up to 8 tokens
             raise ValueError(f"the {what} is too long ({n} tokens); keep it under {room - 8} tokens")
@@ -228,6 +262,7 @@ class Editor:
     # --- edits ------------------------------------------------------------------------------------
     def mapper_for(self, prompt: str) -> str:
         """The mapper trained for `prompt` (or named so)."""
+        checks.text("the mapper prompt or name", prompt)
         mappers = self.manifest.get("mappers") or {}
         for name, info in mappers.items():
             if prompt.strip().lower() in (name, info["prompt"].strip().lower()):
@@ -238,8 +273,10 @@ class Editor:
     def global_edit(self, target: str, **given) -> GlobalEdit:
         """A global-direction edit of `target`: each setting in `given` (neutral, alpha, beta; beta None = auto),
         else the bundle's tuned one for this prompt, else GlobalEdit's default."""
-        tuned = self.tuned_settings(target)
-        return GlobalEdit(self.check_prompt(target, "target text"),
+        if unknown := sorted(set(given) - {"neutral", "alpha", "beta", "min_channels"}):
+            raise TypeError(f"global_edit takes neutral, alpha, beta and min_channels, not {', '.join(unknown)}")
+        tuned = self.tuned_settings(self.check_prompt(target, "target text"))
+        return GlobalEdit(target,
                           **{k: tuned[k] for k in ("neutral", "alpha", "beta") if k in tuned} | given)
 
     def mapper_edit(self, prompt: str, strength: float | None = None) -> MapperEdit:
@@ -250,6 +287,8 @@ class Editor:
         return MapperEdit(name, strength)
 
     def apply_mapper(self, wplus, edit: MapperEdit) -> np.ndarray:
+        if not isinstance(edit, MapperEdit):
+            raise TypeError(f"edit must be a MapperEdit, got {type(edit).__name__}")
         if edit.name not in (self.manifest.get("mappers") or {}):
             raise ValueError(f"unknown mapper {edit.name!r}; this bundle has: {', '.join(self.mappers) or 'none'}")
         strength = edit_math.check_range("mapper strength", edit.strength, edit_math.STRENGTH_RANGE)
@@ -261,23 +300,23 @@ class Editor:
         """Flat S after all edits: mapper edits in W+ (in order), then global directions summed in S."""
         wplus = self.check_wplus(wplus)
         directions, alphas = [], []
-        for e in edits:
+        for e in _edit_list(edits, "edits"):
             if isinstance(e, MapperEdit):
                 wplus = self.apply_mapper(wplus, e)
             elif isinstance(e, GlobalEdit):
                 directions.append(self.global_direction(e)[0])
                 alphas.append(e.alpha)
-            else:
-                raise TypeError(f"edits must be GlobalEdit or MapperEdit, got {type(e).__name__}")
         return edit_math.apply_edits(self.styles(wplus), directions, alphas)
 
     def edit(self, wplus, edits) -> np.ndarray:
         """Edited images (uint8 [N, H, W, 3]) for one edit or a list composed in order."""
-        edits = [edits] if isinstance(edits, (GlobalEdit, MapperEdit)) else list(edits)
-        return self.render_styles(self.edit_styles(wplus, edits))
+        return self.render_styles(self.edit_styles(wplus, _edit_list(edits, "edits")))
 
     def comparison(self, wplus, columns: list) -> list[list[np.ndarray]]:
         """Rows per latent: the original, then the result of each column's edits (a sweep or variants)."""
         wplus = self.check_wplus(wplus)
+        if isinstance(columns, (str, bytes, dict, GlobalEdit, MapperEdit)) or not hasattr(columns, "__iter__"):
+            raise TypeError(f"columns must be a list with one edit (or list of edits) per column, got {type(columns).__name__}")
+        columns = [_edit_list(c, "each column") for c in columns]
         results = [self.render(wplus)] + [self.edit(wplus, edits) for edits in columns]
         return [[r[i] for r in results] for i in range(len(wplus))]

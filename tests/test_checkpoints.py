@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
-from precompute.checkpoints import (CheckpointError, load_generator, load_rosinality, save_generator,
-                                    save_rosinality)
+from precompute.checkpoints import (RECOMPUTED, CheckpointError, latent_avg_source, load_generator, load_rosinality,
+                                    save_generator, save_rosinality)
+from runtime.checks import ToolWarning
 from runtime.files import sha256_file
 from tests.conftest import SMALL, make_generator
 
@@ -42,7 +43,26 @@ def test_ffhq_size_round_trip(tmp_path):
 
 def test_bare_state_dict_loads(tmp_path, small_gen, wplus):
     torch.save(small_gen.state_dict(), tmp_path / "bare.pt")
-    assert _same_outputs(small_gen, load_rosinality(tmp_path / "bare.pt"), wplus)
+    with pytest.warns(ToolWarning, match="has no latent_avg; using the mean of 4096 mapped samples"):
+        assert _same_outputs(small_gen, load_rosinality(tmp_path / "bare.pt"), wplus)
+
+
+def test_a_recomputed_latent_avg_is_said_and_recorded(tmp_path, small_gen):
+    """A rosinality file without latent_avg: convert warns (one `warning:` line) and records it in the JSON,
+    a checkpoint with one is recorded as such; truncated images depend on which."""
+    from tests.test_cli import run_cli
+
+    torch.save({"g_ema": small_gen.state_dict()}, tmp_path / "g.pt")
+    res = run_cli("convert", tmp_path / "g.pt", tmp_path / "out")
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert [l for l in res.stderr.splitlines() if l.startswith("warning: ")][0].endswith("as latent_avg_source")
+    meta = json.loads((tmp_path / "out.json").read_text())
+    assert meta["config"]["latent_avg_source"] == RECOMPUTED
+    assert latent_avg_source(load_generator(tmp_path / "out.json")) == RECOMPUTED
+    save_rosinality(small_gen, tmp_path / "with.pt")
+    res = run_cli("convert", tmp_path / "with.pt", tmp_path / "with")
+    assert res.returncode == 0 and "warning" not in res.stderr
+    assert json.loads((tmp_path / "with.json").read_text())["config"]["latent_avg_source"] == "checkpoint"
 
 
 def test_own_format_round_trip_and_tamper_detection(tmp_path, small_gen, wplus):

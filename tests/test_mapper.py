@@ -116,3 +116,52 @@ def test_import_rejects_non_mapper_files(tmp_path):
     torch.save({"state_dict": state}, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="wrong shapes: course_mapping.mapping.1.bias"):
         import_official_mapper(tmp_path / "bad.pt")
+
+
+def _reference_levels_mapper(state: dict, w: torch.Tensor, enabled: dict) -> torch.Tensor:
+    """StyleCLIP's LevelsMapper forward written from its definition: rows [:4], [4:8], [8:] at every size;
+    each group PixelNorm over its rows (dim 1), then 4 x (linear with weight*0.01/sqrt(in), bias*0.01 on the
+    last dim, leaky ReLU 0.2, x sqrt(2)); a disabled group gives zeros."""
+    parts = []
+    for name, rows in (("course_mapping", slice(0, 4)), ("medium_mapping", slice(4, 8)), ("fine_mapping", slice(8, None))):
+        x = w[:, rows]
+        if not enabled[name]:
+            parts.append(torch.zeros_like(x))
+            continue
+        x = x * torch.rsqrt(torch.mean(x ** 2, dim=1, keepdim=True) + 1e-8)
+        for i in range(1, 5):
+            weight, bias = state[f"mapper.{name}.mapping.{i}.weight"], state[f"mapper.{name}.mapping.{i}.bias"]
+            x = F.leaky_relu(x @ (weight * 0.01 / math.sqrt(weight.shape[1])).t() + bias * 0.01, 0.2) * math.sqrt(2)
+        parts.append(x)
+    return torch.cat(parts, dim=1)
+
+
+@pytest.mark.parametrize("size,dim", [(64, 128), (256, 512), (1024, 512)])
+def test_import_official_mapper_matches_styleclip_forward(tmp_path, size, dim):
+    n_latent = 2 * int(math.log2(size)) - 2
+    torch.manual_seed(size)
+    enabled = {"course_mapping": True, "medium_mapping": size != 256, "fine_mapping": True}
+    state = {}
+    for name, on in enabled.items():
+        for i in range(1, 5):
+            if on:
+                state[f"mapper.{name}.mapping.{i}.weight"] = torch.randn(dim, dim) / 0.01
+                state[f"mapper.{name}.mapping.{i}.bias"] = torch.randn(dim) * 10
+    state["decoder.style.1.weight"] = torch.zeros(dim, dim)
+    torch.save({"state_dict": state, "opts": {"stylegan_size": size, "description": "purple hair"}}, tmp_path / "m.pt")
+    imported = import_official_mapper(tmp_path / "m.pt")
+    assert imported.config.n_latent == n_latent and imported.config.split == (4, 8)
+    w = torch.randn(3, n_latent, dim)
+    with torch.no_grad():
+        ours, ref = imported(w), _reference_levels_mapper(state, w, enabled)
+    assert (ours - ref).abs().max() <= 1e-5  # outputs reach ~7 in magnitude
+
+
+def test_import_official_mapper_refuses_too_small_generators_and_single_mappers(tmp_path):
+    state = {f"mapper.{k}": v for k, v in make_mapper(n_latent=18, dim=16).state_dict().items()}
+    torch.save({"state_dict": state, "opts": {"stylegan_size": 32}}, tmp_path / "small.pt")
+    with pytest.raises(CheckpointError, match="more than 8 W\\+ rows"):
+        import_official_mapper(tmp_path / "small.pt")
+    torch.save({"state_dict": {"mapper.mapping.mapping.1.weight": torch.zeros(16, 16)}}, tmp_path / "single.pt")
+    with pytest.raises(CheckpointError, match="SingleMapper"):
+        import_official_mapper(tmp_path / "single.pt")

@@ -1,0 +1,112 @@
+"""A runtime-only install (`pip install styleclip-edge`, no extras) is a first-class way to use the toolkit.
+
+The wheel is built from this checkout and installed into a fresh virtual environment that has only the
+base dependencies (no torch, onnx, open_clip): the runtime commands work there and give the same PNG
+bytes as the full install; every other command says which extra it needs (exit 2, one `error:` line,
+no traceback) before doing anything. The environment is cached in build/runtime-venv, keyed by the base
+packages' versions; only the wheel is rebuilt and reinstalled on each run.
+"""
+import importlib.metadata
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / "build" / "runtime-venv"
+BASE = ("numpy", "onnxruntime", "pillow", "click", "regex", "ftfy")  # pyproject.toml's dependencies
+RUNTIME_COMMANDS = {"edit", "demo"}
+# Each command that needs an extra, with the least arguments that get it past parsing.
+MINIMAL = {
+    "inspect": ["g.pt"], "convert": ["g.pt", "out"], "import-mapper": ["m.pt", "out"], "export": [],
+    "validate": ["b"], "train-generator": [], "refine-generator": [], "s-stats": ["--generator", "g.json"],
+    "fs3": ["--generator", "g.json", "--clip", "c.json"], "fs3-merge": ["--workdir", "w", "--shards", "1"],
+    "import-styleclip": ["--fs3", "f.npy", "--s-mean-std", "s.pkl", "--generator", "g.json", "--out", "o"],
+    "train-mapper": ["a face with purple hair"], "optimize": ["a face with purple hair"], "train-classifier": [],
+    "train-clip": [], "sample-demo": [], "evaluate-demo": [], "evaluate": [], "bench": [],
+}
+
+
+def _python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory):
+    pins = [f"{name}=={importlib.metadata.version(name)}" for name in BASE]  # what the full install runs
+    stamp = json.dumps({"python": sys.version, "pins": pins})
+    if not (VENV / "stamp.json").is_file() or (VENV / "stamp.json").read_text() != stamp:
+        shutil.rmtree(VENV, ignore_errors=True)  # build/ output of this test only
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(_python(VENV)), "-m", "pip", "install", "-q", *pins], check=True)
+        (VENV / "stamp.json").write_text(stamp)
+    wheels = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
+                    str(ROOT)], check=True, capture_output=True)
+    subprocess.run([str(_python(VENV)), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
+                    *map(str, wheels.glob("*.whl"))], check=True)
+    return VENV
+
+
+def run(venv: Path | None, args, cwd):
+    """The installed console script of `venv`, or this checkout's cli.py with the full install (venv None)."""
+    command = [str(venv / "bin" / "styleclip-edge")] if venv else [sys.executable, str(ROOT / "cli.py")]
+    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_the_venv_has_no_training_packages(venv):
+    for module in ("torch", "onnx", "open_clip", "safetensors"):
+        res = subprocess.run([str(_python(venv)), "-c", f"import {module}"], capture_output=True, text=True)
+        assert res.returncode != 0 and "ModuleNotFoundError" in res.stderr, module
+
+
+def test_every_command_is_covered_here():
+    assert set(cli.main.commands) == RUNTIME_COMMANDS | set(MINIMAL)
+    assert {name for name, c in cli.main.commands.items() if getattr(c, "extra", "runtime") == "train"} == set(MINIMAL)
+
+
+@pytest.mark.parametrize("command", sorted(MINIMAL))
+def test_commands_that_need_the_train_extra_say_so(venv, tmp_path, command):
+    res = run(venv, [command, *MINIMAL[command]], tmp_path)
+    assert res.returncode == 2, (command, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith(f"error: `{command}` needs the [train] extra") and "pip install 'styleclip-edge[train]'" in res.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_help_groups_commands_by_what_they_need(venv, tmp_path):
+    res = run(venv, ["--help"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    runtime, train = res.stdout.split("Train, precompute")
+    assert "Edit with a bundle (the base install)" in runtime and " edit " in runtime and " export " in train
+    assert run(venv, ["export", "--help"], tmp_path).returncode == 0  # help never needs the extra
+
+
+@pytest.mark.parametrize("args", [
+    ["edit", "a face with blue hair", "--seed", "1,2"],
+    ["edit", "purple hair", "--method", "mapper", "--seed", "3", "--sweep", "0,1"],
+    ["demo", "--seed", "1,2"],
+])
+def test_runtime_commands_give_the_same_png_bytes(venv, bundle, tmp_path, args):
+    outputs = []
+    for label, env in (("runtime-only", venv), ("full", None)):
+        work = tmp_path / label
+        work.mkdir()
+        res = run(env, [*args, "--bundle", bundle, "--out", "x.png"], work)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, (label, res.stderr)
+        outputs.append((work / "x.png").read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_demo_without_a_bundle_explains_how_to_get_one(venv, tmp_path):
+    res = run(venv, ["demo"], tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "error: the demo bundle" in res.stderr and "pass --bundle FOLDER" in res.stderr
+    res = run(venv, ["edit", "a smiling face"], tmp_path)
+    assert res.returncode == 2 and "error: no --bundle given" in res.stderr
+    assert list(tmp_path.iterdir()) == []
