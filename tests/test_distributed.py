@@ -148,6 +148,19 @@ def test_killed_worker_is_retried_and_resumes_its_unit(local_ray, setup, tmp_pat
     assert np.abs(report.table - reference).max() <= 1e-6
 
 
+def test_worker_dying_past_its_retries_is_a_clear_error(local_ray, setup, tmp_path):
+    from precompute.distributed import WorkerFailed
+
+    def kill(event):
+        if event.kind == "progress":
+            os.kill(event.pid, signal.SIGKILL)
+
+    with pytest.raises(WorkerFailed, match=r"unit conv1 rows 0..16 failed: its worker died more often than the 0 "
+                                           r"restarts allowed.*rerun to resume"):
+        on_ray(setup, tmp_path, n_images=40, batch=80, max_resolution=4, unit_channels=16, workers=1,
+               max_retries=0, on_event=kill)
+
+
 def test_interrupted_run_resumes(local_ray, setup, tmp_path):
     full = single(setup, batch=2 * N)
     messages = []
