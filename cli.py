@@ -21,7 +21,8 @@ DEFAULT_BUNDLE = _BASE / "artifacts" / "bundles" / "demo"  # built by `export`/`
 USER_ERRORS = (ValueError, OSError, MemoryError)
 
 # What each optional extra brings (module names), for the check that runs before a command needs them.
-EXTRAS = {"train": ("torch", "torchvision", "open_clip", "onnx", "onnxscript", "safetensors", "tqdm")}
+EXTRAS = {"train": ("torch", "torchvision", "open_clip", "onnx", "onnxscript", "safetensors", "tqdm"),
+          "distributed": ("ray",)}
 SECTIONS = (("runtime", "Edit with a bundle (the base install)"),
             ("train", "Train, precompute, export, validate, benchmark (need the [train] extra)"))
 
@@ -458,6 +459,8 @@ def write_comparison(editor, wplus, columns, titles, out, scale=None) -> list:
 
 # --- global directions: S statistics and the fs3 relevance table (precompute/global_directions.py) ---
 def _parse_shard(ctx, param, value):
+    if value is None:
+        return None
     try:
         i, n = (int(v) for v in value.split("/"))
     except ValueError:
@@ -475,6 +478,36 @@ def _check_sha256(value):
     return value
 
 
+def _ray_options(f):
+    for option in reversed([
+        click.option("--ray", "use_ray", is_flag=True,
+                     help="Run on Ray workers: an embedded local Ray, or the cluster at --ray-address."),
+        click.option("--workers", type=click.IntRange(1),
+                     help="Ray workers [one per CPU core (embedded: this many CPUs), or one per GPU where there are GPUs]."),
+        click.option("--ray-address", help="Join this existing Ray cluster (implies --ray), e.g. 10.0.0.1:6379 or auto."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _ray_mode(use_ray: bool, workers, address) -> bool:
+    if workers is not None and not (use_ray or address):
+        raise click.BadParameter("needs --ray (or --ray-address)", param_hint="--workers")
+    if use_ray or address:
+        require_extra("distributed", "--ray")
+    return bool(use_ray or address)
+
+
+def _ray_summary(report, what: str) -> str:
+    line = (f"{what} on Ray: {report.workers} {'GPU' if report.gpu else 'CPU'} worker(s) on {report.nodes} node(s), "
+            f"{report.computed_units}/{report.units} units computed, {report.seconds:.1f} s in all "
+            f"({report.compute_seconds:.1f} s computing")
+    line += f", {report.channels_per_s:.3g} channels/s)" if report.channels else ")"
+    if report.retried:
+        line += f"; retried after a worker died: {', '.join(report.retried)}"
+    return line
+
+
 def check_stem(stem, what: str = "--out") -> None:
     """A weights stem's two files (STEM.safetensors, STEM.json) may be written: before the work starts."""
     from runtime.files import check_output
@@ -490,13 +523,21 @@ def check_stem(stem, what: str = "--out") -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--psi", default=0.7, show_default=True, help="Truncation of the samples.")
 @click.option("--out", default="s_stats.npz", show_default=True, type=Output(".npz"))
-def s_stats_cmd(generator, n, seed, psi, out):
+@_ray_options
+def s_stats_cmd(generator, n, seed, psi, out, use_ray, workers, ray_address):
     """StyleSpace mean/std per channel over N mapped samples (global directions)."""
     from precompute.checkpoints import load_generator
     from precompute.global_directions import save_style_statistics, style_statistics
 
+    distributed = _ray_mode(use_ray, workers, ray_address)
     gen = load_generator(generator)
-    mean, std = style_statistics(gen, n, psi, seed)
+    if distributed:
+        from precompute.distributed import ray_style_statistics
+
+        mean, std, report = ray_style_statistics(gen, n, psi, seed, workers=workers, address=ray_address)
+        click.echo(_ray_summary(report, "S statistics"))
+    else:
+        mean, std = style_statistics(gen, n, psi, seed)
     save_style_statistics(out, mean, std, {"generator": str(generator), "n": n, "seed": seed, "psi": psi})
     click.echo(f"wrote {out} ({mean.size} channels, {n} samples)")
 
@@ -509,24 +550,33 @@ def s_stats_cmd(generator, n, seed, psi, out):
 @click.option("--s-stats", type=click.Path(dir_okay=False), help="S statistics [WORKDIR/s_stats.npz, made if missing].")
 @click.option("--images", default=100, show_default=True, type=click.IntRange(1), help="Latents per channel.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--shard", default="0/1", show_default=True, callback=_parse_shard, help="This process's shard i/n.")
+@click.option("--shard", callback=_parse_shard, help="This process's shard i/n [0/1] (not with --ray).")
 @click.option("--workdir", default="build/fs3", show_default=True, type=click.Path(file_okay=False),
-              help="Shard progress; rerunning resumes.")
+              help="Shard or unit progress; rerunning resumes. With --ray-address: on a filesystem every node sees.")
 @click.option("--max-resolution", type=click.IntRange(4), help="Only conv layers up to this many px (FFHQ official: 128).")
 @click.option("--batch", type=click.IntRange(1), help="Images per generator call [from the generator size].")
-@click.option("--threads", default=0, type=click.IntRange(0), help="torch threads (0: torch's default).")
+@click.option("--threads", type=click.IntRange(0), help="torch threads (0: torch's default) [0; with --ray 1 per worker].")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the models (~2x on CPU; a minute or two to compile).")
+@_ray_options
+@click.option("--unit-channels", default=16, show_default=True, type=click.IntRange(1),
+              help="With --ray: channels per work unit (a unit never spans two layers).")
 @click.option("--out", type=Output(".npy"), help="Merge into this .npy when every shard is complete.")
 def fs3_cmd(generator, clip_path, clip_name, s_stats, images, seed, shard, workdir, max_resolution, batch, threads,
-            compile_, out):
-    """Compute one shard of the fs3 relevance table (run shards as separate processes, then fs3-merge)."""
+            compile_, use_ray, workers, ray_address, unit_channels, out):
+    """Compute the fs3 relevance table: one shard per process (then fs3-merge), or all of it on Ray (--ray)."""
     import torch
 
     from precompute.checkpoints import load_generator
     from precompute.clip_model import load_clip
     from precompute import global_directions as gd
 
-    if threads:
+    distributed = _ray_mode(use_ray, workers, ray_address)
+    if distributed and shard is not None:
+        raise click.BadParameter("--ray computes every unit itself; leave --shard out", param_hint="--shard")
+    shard = shard or (0, 1)
+    if distributed and threads == 0:
+        raise click.BadParameter("with --ray give each worker a thread count (>= 1)", param_hint="--threads")
+    if threads and not distributed:
         torch.set_num_threads(threads)
     gen, clip = load_generator(generator), load_clip(clip_name, weights=clip_path)
     gd.shard_range(gd.fs3_rows(gen.layout, max_resolution), shard)  # bad input fails before anything is written
@@ -535,6 +585,20 @@ def fs3_cmd(generator, clip_path, clip_name, s_stats, images, seed, shard, workd
         click.echo(f"computing S statistics (100k samples, seed {seed}) into {stats} ...")
         gd.save_style_statistics(stats, *gd.style_statistics(gen, seed=seed), {"generator": str(generator), "seed": seed})
     mean, std = gd.load_style_statistics(stats, gen.layout)
+    if distributed:
+        from precompute.distributed import WorkerFailed, ray_fs3
+
+        try:
+            report = ray_fs3(gen, clip, mean, std, workdir, n_images=images, seed=seed, max_resolution=max_resolution,
+                             batch=batch, compile=compile_, unit_channels=unit_channels, workers=workers,
+                             threads=threads or 1, address=ray_address, out=out)
+        except WorkerFailed as err:  # not the user's input: exit 1
+            click.echo(f"error: {err}", err=True)
+            sys.exit(1)
+        click.echo(_ray_summary(report, "fs3"))
+        click.echo(f"wrote {out} and {Path(out).with_suffix('.json')}" if out else
+                   f"all units complete in {workdir}; merge with: cli.py fs3-merge --workdir {workdir} --out fs3.npy")
+        return
     rows = gd.compute_fs3(gen, clip, mean, std, images, seed, shard=shard, workdir=workdir, batch=batch,
                           max_resolution=max_resolution, compile=compile_)
     i, n = shard
@@ -550,13 +614,13 @@ def fs3_cmd(generator, clip_path, clip_name, s_stats, images, seed, shard, workd
 @requires("train")
 @main.command("fs3-merge")
 @click.option("--workdir", required=True, type=click.Path(file_okay=False))
-@click.option("--shards", required=True, type=click.IntRange(1), help="Number of shards n.")
+@click.option("--shards", type=click.IntRange(1), help="Number of shards n [none: the units of a --ray run].")
 @click.option("--out", default="fs3.npy", show_default=True, type=Output(".npy"))
 def fs3_merge_cmd(workdir, shards, out):
-    """Check and join the complete shards into fs3.npy (+ fs3.json: which layers and channels it covers)."""
-    from precompute.global_directions import merge_fs3
+    """Check and join the complete shards (or units) into fs3.npy (+ fs3.json: which layers and channels it covers)."""
+    from precompute.global_directions import merge_fs3, merge_units
 
-    fs3 = merge_fs3(workdir, shards, out=out)
+    fs3 = merge_fs3(workdir, shards, out=out) if shards else merge_units(workdir, out=out)
     click.echo(f"wrote {out} {fs3.shape} and {Path(out).with_suffix('.json')}")
 
 
