@@ -75,12 +75,29 @@ def import_mapper(checkpoint, output, trust_pickle):
         click.echo(f"wrote {path}")
 
 
+@main.command("import-encoder")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--trust-pickle", is_flag=True, help="Allow a full unpickle (runs code from the file; trusted files only).")
+def import_encoder(checkpoint, output, trust_pickle):
+    """Import an official e4e checkpoint (encoder4editing; its decoder copy and training state are dropped)."""
+    from precompute.encoder import load_encoder, save_encoder
+
+    encoder = load_encoder(checkpoint, trust_pickle=trust_pickle)  # a .json/.safetensors of ours is checked too
+    c = encoder.config
+    click.echo(f"e4e encoder: {c.input_size} px, IR-SE units {list(c.units)}, widths {list(c.widths)}, "
+               f"W+ [{c.n_latent}, {c.style_dim}] (latent_avg included)")
+    for path in save_encoder(encoder, output, {"source": str(Path(checkpoint).name)}):
+        click.echo(f"wrote {path}")
+
+
 @main.command("export")
 @click.option("--generator", type=click.Path(dir_okay=False), help="StyleGAN2 checkpoint (rosinality .pt or ours).")
 @click.option("--clip", "clip_path", type=click.Path(dir_okay=False), help="CLIP weights (ours, open_clip or OpenAI).")
 @click.option("--clip-name", help="open_clip model name when --clip is a raw weights file, e.g. ViT-B-32.")
 @click.option("--mapper", "mappers", multiple=True, type=click.Path(dir_okay=False), help="Latent mapper (ours); repeatable.")
 @click.option("--fs3", type=click.Path(dir_okay=False), help="Global-direction relevance table (.npy).")
+@click.option("--encoder", type=click.Path(dir_okay=False), help="e4e encoder (ours or an official .pt): pictures -> W+.")
 @click.option("--s-stats", type=click.Path(dir_okay=False), help="StyleSpace mean/std (.npz with 'mean', 'std').")
 @click.option("--out", type=click.Path(file_okay=False), help="Bundle folder [default: artifacts/bundles/demo].")
 @click.option("--fp16", is_flag=True, help="Also write fp16 variants of every graph.")
@@ -91,21 +108,22 @@ def import_mapper(checkpoint, output, trust_pickle):
               help='JSON of tuned settings per prompt, e.g. {"a face with purple hair": {"neutral": "a face", '
                    '"alpha": 5, "beta": 0.35, "strength": 2}}: what `edit` uses when not told.')
 @click.option("--trust-pickle", is_flag=True, help="Allow full unpickling of checkpoints (trusted files only).")
-def export_cmd(generator, clip_path, clip_name, mappers, fs3, s_stats, out, fp16, torchscript, tensorrt,
+def export_cmd(generator, clip_path, clip_name, mappers, fs3, encoder, s_stats, out, fp16, torchscript, tensorrt,
                image_encoder, edit_settings, trust_pickle):
     """Export models into one bundle. With no model options: the demo world from artifacts/demo."""
     from export.bundle import ExportOptions, Sources, demo_sources, export_bundle
 
     if generator is None and clip_path is None:
-        if mappers or fs3 or s_stats or edit_settings:
-            raise click.UsageError("--mapper/--fs3/--s-stats/--edit-settings need --generator and --clip")
+        if mappers or fs3 or s_stats or edit_settings or encoder:
+            raise click.UsageError("--mapper/--fs3/--s-stats/--encoder/--edit-settings need --generator and --clip")
         src = demo_sources(DEMO_DIR)
     elif generator is None or clip_path is None:
         raise click.UsageError("pass both --generator and --clip (or neither, for the demo world)")
     else:
         src = Sources(Path(generator), Path(clip_path), clip_name, [Path(m) for m in mappers],
                       Path(fs3) if fs3 else None, Path(s_stats) if s_stats else None, trust_pickle,
-                      read_json(edit_settings, "--edit-settings") if edit_settings else {})
+                      read_json(edit_settings, "--edit-settings") if edit_settings else {},
+                      Path(encoder) if encoder else None)
     out = Path(out) if out else DEFAULT_BUNDLE
     start = time.perf_counter()
     manifest = export_bundle(out, src, ExportOptions(fp16, torchscript, tensorrt, image_encoder))
@@ -233,6 +251,43 @@ def refine_generator(init, workdir, steps, feature_weight, sharpen_steps, margin
                f"wrote {files[0]} and {files[1].name}")
 
 
+def fit(image, size: int):
+    """A uint8 picture at size x size for a grid beside the generator's images (PIL bilinear)."""
+    from runtime.photos import resize
+
+    return resize(image, size)
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="W+ of every picture: float32 [N, n_latent, style_dim] .npy.")
+@click.option("--recon", type=click.Path(dir_okay=False), help="Also a PNG grid: input | reconstruction, one row per picture.")
+@click.option("--crop", type=click.Choice(["center"]), help="Use the centre square of non-square pictures (else an error).")
+@click.option("--bundle", type=click.Path(file_okay=False), help="Bundle folder with an encoder [artifacts/bundles/demo].")
+def invert(images, out, recon, crop, bundle):
+    """Pictures -> W+ with the bundle's e4e encoder (aligned square face crops; others resized, PIL bilinear).
+
+    Feed the .npy to `edit --latents`, or use `edit --image` directly."""
+    import numpy as np
+
+    from runtime.editor import Editor
+    from runtime.files import atomic_path
+    from runtime.images import grid, save_png
+
+    _require_suffix(out, ".npy", "--out")
+    _require_suffix(recon.lower() if recon else None, ".png", "--recon")
+    editor = Editor(Path(bundle) if bundle else DEFAULT_BUNDLE)
+    seen, x = editor.encoder_input(list(images), crop)  # every picture is read and checked before anything is written
+    wplus = editor.encode(x)
+    if recon:
+        rendered = editor.render(wplus)
+        rows = [[fit(p, r.shape[0]), r] for p, r in zip(seen, rendered)]
+        save_png(grid(rows, ["input", "reconstruction"], scale=max(1, 128 // rendered.shape[1])), recon)
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        np.save(f, wplus.astype(np.float32), allow_pickle=False)
+    click.echo(f"wrote {out}: W+ {list(wplus.shape)} of {len(wplus)} picture(s)" + (f"; {recon}" if recon else ""))
+
+
 @main.command()
 @click.argument("prompt")
 @click.option("--seed", "seeds", default="1,2,3", show_default=True, help="Comma-separated seeds to sample faces from.")
@@ -245,24 +300,42 @@ def refine_generator(init, workdir, steps, feature_weight, sharpen_steps, margin
 @click.option("--beta", help="Disentanglement threshold, or 'auto' [the bundle's tuned one for PROMPT, else 0.15].")
 @click.option("--sweep", help="Comma-separated strengths: one column each, e.g. -4,0,4,8.")
 @click.option("--truncation", type=float, help="Truncation psi for seeds [bundle default].")
+@click.option("--image", "images", multiple=True, type=click.Path(),
+              help="Edit this picture (repeatable): inverted with the bundle's encoder; the grid shows input | "
+                   "reconstruction | edits.")
+@click.option("--crop", type=click.Choice(["center"]), help="With --image: use the centre square of non-square pictures.")
 @click.option("--out", default="edit.png", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--bundle", type=click.Path(file_okay=False), help="Bundle folder [artifacts/bundles/demo].")
-def edit(prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, sweep, truncation, out, bundle):
+@click.pass_context
+def edit(ctx, prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, sweep, truncation, images, crop, out,
+         bundle):
     """Edit faces with a sentence and write a PNG grid: original | edited, one row per face.
 
-    Settings not given come from the bundle's tuned settings for PROMPT (`edit_settings` in its manifest)."""
+    Faces come from seeds, a .npy of W+ (--latents) or your pictures (--image, inverted by the bundle's e4e
+    encoder). Settings not given come from the bundle's tuned settings for PROMPT (`edit_settings` in its
+    manifest)."""
+    from click.core import ParameterSource
+
     from runtime.editor import Editor
     from runtime.files import load_latents
     from runtime.images import grid, save_png
 
     if not out.lower().endswith(".png"):
         raise click.BadParameter("must end in .png", param_hint="--out")
+    if images and (latents or ctx.get_parameter_source("seeds") != ParameterSource.DEFAULT or truncation is not None):
+        raise click.UsageError("--image replaces --seed/--latents/--truncation; pass one source of faces")
+    if crop and not images:
+        raise click.UsageError("--crop applies to --image pictures")
     if mapper_name and method != "mapper":
         raise click.UsageError("--mapper selects a mapper for --method mapper; add --method mapper")
     if method == "mapper" and (neutral or beta):
         raise click.UsageError("--neutral and --beta are settings of --method global")
     editor = Editor(Path(bundle) if bundle else DEFAULT_BUNDLE)
-    if latents:
+    seen = None
+    if images:
+        seen, x = editor.encoder_input(list(images), crop)
+        wplus = editor.encode(x)
+    elif latents:
         wplus = editor.check_wplus(load_latents(latents))
     else:
         wplus = editor.sample(parse_ints(seeds, "--seed", minimum=0), truncation)
@@ -279,7 +352,11 @@ def edit(prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, swee
         titles = [f"strength {e.strength:g}" for e in edits]
         setting = f"mapper {edits[0].name!r}"
     rows = editor.comparison(wplus, [[e] for e in edits])
-    save_png(grid(rows, ["original"] + titles, scale=max(1, 128 // rows[0][0].shape[0])), out)
+    first = ["original"]
+    if seen is not None:
+        rows = [[fit(p, r[0].shape[0]), *r] for p, r in zip(seen, rows)]
+        first = ["input", "reconstruction"]
+    save_png(grid(rows, first + titles, scale=max(1, 128 // rows[0][0].shape[0])), out)
     click.echo(f"wrote {out} ({len(rows)} faces; {setting}; {', '.join(titles)})")
 
 
@@ -586,6 +663,49 @@ def train_clip_cmd(workdir, steps, seed, n_train, checkpoint_every, threads, out
     _, info = train_clip(workdir, steps, seed, n_train=n_train, checkpoint_every=checkpoint_every,
                          threads=threads, out=out)
     _echo_demo_training(info, "clip")
+
+
+@main.command("train-encoder")
+@click.option("--generator", default="artifacts/demo/generator.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--clip", "clip_path", default="artifacts/demo/clip.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--classifier", default="artifacts/demo/classifier.json", show_default=True, type=click.Path(dir_okay=False),
+              help="Only measures the result (held-out inversions); never in the loss.")
+@click.option("--workdir", default="build/train/encoder", show_default=True, type=click.Path(file_okay=False),
+              help="Render cache and checkpoint; rerunning the same command resumes.")
+@click.option("--steps", default=2200, show_default=True, type=click.IntRange(1))
+@click.option("--latent-steps", default=1600, show_default=True, type=click.IntRange(0),
+              help="Steps of the latent stage (regressing each render's intended w) before the image stage.")
+@click.option("--n-train", default=20_000, show_default=True, type=click.IntRange(1), help="Cached renders.")
+@click.option("--n-eval", default=1000, show_default=True, type=click.IntRange(0), help="Held-out renders measured at the end.")
+@_resumable_options
+@click.option("--out", default="artifacts/demo/encoder", show_default=True, type=click.Path(dir_okay=False),
+              help="Weights stem: writes OUT.safetensors and OUT.json once all steps are done.")
+def train_encoder_cmd(generator, clip_path, classifier, workdir, steps, latent_steps, n_train, n_eval, seed, threads,
+                      stop_at, out):
+    """Train the demo e4e encoder on renders (image -> the demo generator's W+; DESIGN §10)."""
+    from precompute.demo.train_encoder import EncoderTrainConfig, evaluate_inversion, finalize, train_encoder
+
+    for path, what, command in ((generator, "generator", "train-generator"), (clip_path, "CLIP", "train-clip"),
+                                (classifier, "classifier", "train-classifier")):
+        if not Path(path).is_file() and (what != "classifier" or n_eval):
+            raise FileNotFoundError(f"{what} not found: {path}; make the demo one with `python cli.py {command}`")
+    if latent_steps > steps:
+        raise click.BadParameter(f"must be <= --steps ({steps})", param_hint="--latent-steps")
+    cfg = EncoderTrainConfig(steps=steps, latent_steps=latent_steps, n_train=n_train, seed=seed)
+    encoder, info = train_encoder(workdir, generator, clip_path, cfg, threads=threads, stop_at=stop_at)
+    click.echo(f"trained steps {info['resumed_from']} -> {info['step']} in {info['seconds']:.0f} s")
+    if _stopped_early(info, steps):
+        return
+    metrics = None
+    if n_eval:
+        from precompute.checkpoints import load_generator
+        from precompute.demo.classifier import load_classifier
+        from precompute.demo.report import format_inversion
+
+        metrics = evaluate_inversion(encoder, load_generator(generator), load_classifier(classifier), n_eval)
+        click.echo(format_inversion(metrics))
+    for path in finalize(encoder, out, info["hparams"], metrics):
+        click.echo(f"wrote {path}")
 
 
 @main.command("sample-demo")

@@ -81,6 +81,9 @@ def _structure_problem(m: dict) -> str | None:
     for name, info in (m.get("mappers") or {}).items():
         if not isinstance(info, dict) or "prompt" not in info or info.get("graph") not in m["graphs"]:
             return f"mapper {name!r} lacks its 'prompt' or its graph"
+    enc = m.get("encoder")
+    if enc and (not isinstance(enc, dict) or enc.get("graph") not in m["graphs"] or not isinstance(enc.get("input_size"), int)):
+        return "its 'encoder' section lacks its graph or 'input_size'"
     if m.get("global_directions") and not {"fs3", "s_std"} <= set(m["tables"]):
         return "it lists global directions but lacks the 'fs3' or 's_std' table"
     try:
