@@ -10,6 +10,7 @@ import click
 ROOT = Path(__file__).resolve().parent
 DEMO_DIR = ROOT / "artifacts" / "demo"  # the shipped demo world
 DEFAULT_BUNDLE = ROOT / "artifacts" / "bundles" / "demo"  # built by `export`/`make demo`; ignored by git
+DEMO_PHOTO_SEED = 900_001  # the held-out renders' seed (precompute.demo.training.HELDOUT_SEED): `demo` inverts one
 
 # Errors a user can cause with bad input: reported as one line, exit code 2, no traceback.
 USER_ERRORS = (ValueError, OSError)
@@ -731,16 +732,21 @@ def sample_demo(generator, n, seed, truncation, out):
 @click.option("--classifier", default="artifacts/demo/classifier.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--clip", "clip_path", default="artifacts/demo/clip.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--generator", default="artifacts/demo/generator.json", show_default=True, type=click.Path(dir_okay=False))
-@click.option("--skip", multiple=True, type=click.Choice(["clip", "generator"]), help="Leave a model out (repeatable).")
+@click.option("--encoder", default="artifacts/demo/encoder.json", show_default=True, type=click.Path(dir_okay=False),
+              help="Its reconstructions of the first --inversions held-out renders (skipped while the file is absent).")
+@click.option("--skip", multiple=True, type=click.Choice(["clip", "generator", "encoder"]), help="Leave a model out (repeatable).")
 @click.option("-n", "n", default=2000, show_default=True, type=click.IntRange(1), help="Held-out renders.")
 @click.option("--samples", default=1000, show_default=True, type=click.IntRange(1), help="Generator samples.")
-def evaluate_demo_cmd(classifier, clip_path, generator, skip, n, samples):
-    """The demo world's quality bars (classifier and CLIP on held-out renders, generator samples) as
-    tables; exit 1 if a bar is missed."""
+@click.option("--inversions", default=1000, show_default=True, type=click.IntRange(1), help="Held-out renders inverted.")
+def evaluate_demo_cmd(classifier, clip_path, generator, encoder, skip, n, samples, inversions):
+    """The demo world's quality bars (classifier and CLIP on held-out renders, generator samples, encoder
+    reconstructions) as tables; exit 1 if a bar is missed."""
     from precompute.demo.report import evaluate_demo_models, failures, format_report
 
+    use_encoder = "encoder" not in skip and "generator" not in skip and Path(encoder).is_file()
     report = evaluate_demo_models(classifier, None if "clip" in skip else clip_path,
-                                  None if "generator" in skip else generator, n, samples)
+                                  None if "generator" in skip else generator, n, samples,
+                                  encoder=encoder if use_encoder else None, n_inversions=inversions)
     click.echo(format_report(report))
     if failures(report):
         sys.exit(1)
@@ -774,10 +780,12 @@ def _floats(text: str, option: str) -> list[float]:
 @click.option("--demo-dir", default=str(DEMO_DIR), show_default=True, type=click.Path(file_okay=False),
               help="generator, clip, classifier, fs3.npy, s_stats.npz, mappers/.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2))
-@click.option("--out-dir", default="docs", show_default=True, type=click.Path(file_okay=False),
-              help="Writes edit_quality.md and edits/<edit>.png here (not for sweeps).")
+@click.option("--inverted", is_flag=True, help="Edit the W+ of N held-out renders inverted by the demo encoder "
+              "(DEMO_DIR/encoder.json) instead of sampled latents (--truncation then does not apply).")
+@click.option("--out-dir", type=click.Path(file_okay=False),
+              help="Writes edit_quality.md and edits/<edit>.png here (not for sweeps) [docs; docs/inverted with --inverted].")
 def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas, sweep_betas, strength, sweep_strengths,
-             steps, l2, clip_views, bundle, demo_dir, threads, out_dir):
+             steps, l2, clip_views, bundle, inverted, demo_dir, threads, out_dir):
     """Edit quality of methods A, B, C (success, preservation, geometry drift, s/edit) as a table and pictures."""
     import torch
 
@@ -793,8 +801,10 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
     strengths = _floats(sweep_strengths, "--sweep-strengths") if sweep_strengths else []
     for s in strengths + ([] if strength is None else [strength]):  # the runtime's range, checked before the work
         ev.edit_math.check_range("mapper strength", s, ev.edit_math.STRENGTH_RANGE)
+    if inverted and (sweep_alphas or sweep_strengths):
+        raise click.UsageError("--inverted evaluates the edits' settings; sweeps choose them on sampled latents")
     world = ev.DemoWorld.load(demo_dir, need_global="C" in chosen or bool(sweep_alphas),
-                              need_mappers="B" in chosen or bool(sweep_strengths))
+                              need_mappers="B" in chosen or bool(sweep_strengths), need_encoder=inverted)
     if sweep_alphas or sweep_strengths:
         rows = []
         if sweep_alphas:
@@ -809,14 +819,23 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
     from precompute.optimization import OptimizeConfig
 
     method_a = OptimizeConfig(steps=steps, l2=l2, clip_views=clip_views)
+    latents = ev.inverted_wplus(world.encoder, n, seed) if inverted else None
     rows, pictures = ev.evaluate_edits(world.gen, world.classifier, edits,
-                                       world.methods(chosen, default, method_a, bundle, strength), n, seed, truncation)
+                                       world.methods(chosen, default, method_a, bundle, strength), n, seed, truncation,
+                                       wplus=latents)
     click.echo(ev.format_table(rows))
     options = f" --steps {steps} --l2 {l2:g} --clip-views {clip_views}" if "A" in chosen else ""
     options += f" --edits '{edit_names}'" if edit_names else ""
     options += "".join(f" --{k} {v:g}" for k, v in (("alpha", alpha), ("beta", beta), ("strength", strength)) if v is not None)
-    context = (f"`python cli.py evaluate --methods {','.join(chosen)} -n {n} --seed {seed} --truncation {truncation}{options}"
-               f"{' --bundle ' + str(bundle) if bundle else ''}`: {n} latents per edit (seed {seed}, truncation {truncation}).")
+    if inverted:
+        context = (f"`python cli.py evaluate --inverted --methods {','.join(chosen)} -n {n} --seed {seed}{options}"
+                   f"{' --bundle ' + str(bundle) if bundle else ''}`: {n} held-out renders per edit (render seed "
+                   f"900001 + {seed}), inverted by the demo encoder; \"original\" is their reconstruction.")
+    else:
+        context = (f"`python cli.py evaluate --methods {','.join(chosen)} -n {n} --seed {seed} --truncation {truncation}"
+                   f"{options}{' --bundle ' + str(bundle) if bundle else ''}`: {n} latents per edit (seed {seed}, "
+                   f"truncation {truncation}).")
+    out_dir = out_dir or ("docs/inverted" if inverted else "docs")
     for path in ev.write_report(out_dir, rows, pictures, context):
         click.echo(f"wrote {path}")
 
@@ -877,7 +896,10 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
 @click.option("--seed", "seeds", default="1,2,3,4", show_default=True)
 @click.pass_context
 def demo(ctx, out, seeds):
-    """The main job: build the demo bundle if missing (export + validate), then a grid of text edits."""
+    """The main job: build the demo bundle if missing (export + validate), then a grid of text edits
+    (sampled faces, and with an encoder one held-out render inverted first)."""
+    import numpy as np
+
     from precompute.demo.edits import DEMO_EDITS
     from runtime.editor import Editor
     from runtime.images import grid, save_png
@@ -891,9 +913,21 @@ def demo(ctx, out, seeds):
         click.echo(f"note: {DEFAULT_BUNDLE} records no tuned edit settings (exported by an older toolkit), so the "
                    "edits use the defaults; `python cli.py export` rebuilds it with the measured ones")
     wplus = editor.sample(parse_ints(seeds, "--seed", minimum=0))
+    titles = ["original"] + [e.name for e in DEMO_EDITS]
+    photo = None
+    if editor.encoder:  # and one held-out render (a "photo" no model saw), inverted: the user's main path
+        from precompute.demo.render import render, sample_faces
+
+        photo = render(sample_faces(1, DEMO_PHOTO_SEED)[0])
+        wplus = np.concatenate([wplus, editor.invert(photo)])
     rows = editor.comparison(wplus, [[editor.global_edit(e.target)] for e in DEMO_EDITS])  # the bundle's tuned settings
-    save_png(grid(rows, ["original"] + [e.name for e in DEMO_EDITS], scale=2), out)
-    click.echo(f"wrote {out}: {len(rows)} faces x {len(DEMO_EDITS)} global-direction edits")
+    if photo is not None:
+        blank = np.full_like(rows[0][0], 255)
+        rows = [[blank, *r] for r in rows[:-1]] + [[fit(photo, blank.shape[0]), *rows[-1]]]
+        titles = ["photo", "start"] + titles[1:]
+    save_png(grid(rows, titles, scale=2), out)
+    inverted = "; the last row starts from a held-out render inverted by the bundle's encoder" if photo is not None else ""
+    click.echo(f"wrote {out}: {len(rows)} faces x {len(DEMO_EDITS)} global-direction edits{inverted}")
 
 if __name__ == "__main__":
     main()
