@@ -154,14 +154,17 @@ class Editor:
         """The manifest's encoder section (input size, normalization, resize filter), None without one."""
         return self.manifest.get("encoder") or None
 
+    def _encoder_size(self) -> int:
+        if self.encoder is None:
+            raise BundleError("this bundle has no encoder, so it cannot invert pictures; export it with --encoder "
+                              "(the demo bundle has one when artifacts/demo/encoder.json exists)")
+        return int(self.encoder["input_size"])
+
     def encoder_input(self, images, crop: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 [N, S, S, 3] as the encoder sees them, float32 [N, 3, S, S] in [-1, 1]); see runtime/photos.py."""
         from .photos import prepare
 
-        if self.encoder is None:
-            raise BundleError("this bundle has no encoder, so it cannot invert pictures; export it with --encoder "
-                              "(the demo bundle has one when artifacts/demo/encoder.json exists)")
-        return prepare(images, int(self.encoder["input_size"]), crop)
+        return prepare(images, self._encoder_size(), crop)
 
     def invert(self, images, crop: str | None = None) -> np.ndarray:
         """Pictures -> W+ [N, n_latent, style_dim] (float32): paths, PIL images or uint8 arrays [H, W, 3] /
@@ -171,9 +174,7 @@ class Editor:
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Encoder inputs (float32 [N, 3, S, S] in [-1, 1], as `encoder_input` makes them) -> W+."""
-        if self.encoder is None:
-            self.encoder_input([])  # the "no encoder" error
-        size = int(self.encoder["input_size"])
+        size = self._encoder_size()
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[1:] != (3, size, size) or not np.isfinite(x).all():
             raise ValueError(f"encoder inputs must be finite float32 [N, 3, {size}, {size}], got {list(x.shape)}")

@@ -21,10 +21,6 @@ MIN_SIDE = 16  # smaller pictures hold no face worth inverting (and 0x0 / 1x1 fi
 CROPS = (None, "center")
 
 
-def _name(source, index: int) -> str:
-    return str(source) if isinstance(source, (str, Path)) else f"image {index}"
-
-
 def _from_pil(im, name: str) -> np.ndarray:
     from PIL import Image, ImageOps
 
@@ -75,9 +71,10 @@ def _array_images(a: np.ndarray, index: int) -> list[np.ndarray]:
         raise ValueError(f"{what}: expected [H, W, 3] (or [H, W], [H, W, 1], [H, W, 4]), got shape {list(a.shape)}")
     if a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
-    elif a.shape[2] == 4:  # alpha over white
-        alpha = a[:, :, 3:].astype(np.float32) / 255
-        a = np.round(a[:, :, :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    elif a.shape[2] == 4:  # alpha over white, as for files
+        from PIL import Image
+
+        a = _from_pil(Image.fromarray(np.ascontiguousarray(a), "RGBA"), what)
     return [np.ascontiguousarray(a)]
 
 
