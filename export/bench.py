@@ -486,6 +486,8 @@ class Bench:
                     fam_rows, mem = self.bench_family(fam, names)
                     rows += fam_rows
                     memory.append(mem)
+            if "encoder" in self.specs:  # the encoder's whole path (also with --graphs encoder)
+                rows += [self.bench_invert(b) for b in self.batches]
             if self.edits:
                 rows += self.bench_edits()
             if self.fs3_channels and self.manifest.get("global_directions"):
@@ -629,8 +631,6 @@ class Bench:
                                        max(1, self.warmup))  # the first call opens the mapper's session
                     rows.append(Row("edit", f"mapper {name}", b, "fp32", stats["runtime"], stats["torch"],
                                     self.cost(info["graph"], b) + self.cost("styles", b) + self.cost("synthesis", b)))
-                if m.get("encoder") and "encoder" in self.specs:
-                    rows.append(self.bench_invert(b))
             self.log(f"[{self.label}] edits batch {b} done")
         return rows
 

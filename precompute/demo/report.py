@@ -116,18 +116,23 @@ def failures(report: dict) -> list[str]:
 def format_inversion(inv: dict, intended: dict | None = None) -> str:
     """The encoder's table: agreement per attribute (with the generator's "intended" and the bar when
     given), geometry R^2, PSNR."""
-    head = f"{'attribute':<12} {'same value':>10}" + (f" {'intended':>10} {'bar':>8}" if intended else "")
-    lines = [f"encoder reconstructions of {inv['n']} held-out renders (seed {inv['seed']})", head, "-" * len(head)]
+    ref = "generator_agreement" in inv  # the generator drawing each render's intended w, no encoder
+    head = (f"{'attribute':<12} {'same value':>10}" + (f" {'G(intended w)':>13}" if ref else "")
+            + (f" {'intended':>10} {'bar':>8}" if intended else ""))
+    lines = [f"encoder reconstructions of {inv['n']} held-out renders (seed {inv['seed']}); G(intended w): the "
+             "generator drawing each render's own parameters' w", head, "-" * len(head)]
     for name in ATTRIBUTE_NAMES:
-        row = f"{name:<12} {inv['agreement'][name]:>10.4f}"
+        row = f"{name:<12} {inv['agreement'][name]:>10.4f}" + (f" {inv['generator_agreement'][name]:>13.4f}" if ref else "")
         if intended:
             row += f" {intended[name]:>10.4f} {intended[name] - INVERSION_MARGIN:>8.4f}"
         lines.append(row)
-    lines.append(f"{'all':<12} {inv['agreement_all']:>10.4f}")
-    lines += ["", f"{'geometry':<12} {'R2 recon vs render':>18}", "-" * 31]
-    lines += [f"{name:<12} {inv['r2'][name]:>18.4f}" for name in GEOMETRY_NAMES]
-    lines += [f"{'mean':<12} {inv['r2_mean']:>18.4f}", "",
-              f"PSNR render vs reconstruction: mean {inv['psnr']:.2f} dB, p10 {inv['psnr_p10']:.2f} dB"]
+    lines.append(f"{'all':<12} {inv['agreement_all']:>10.4f}" + (f" {inv['generator_agreement_all']:>13.4f}" if ref else ""))
+    lines += ["", f"{'geometry':<12} {'R2 recon vs render':>18}" + (f" {'G(intended w)':>13}" if ref else ""), "-" * 45]
+    lines += [f"{name:<12} {inv['r2'][name]:>18.4f}" + (f" {inv['generator_r2'][name]:>13.4f}" if ref else "")
+              for name in GEOMETRY_NAMES]
+    lines += [f"{'mean':<12} {inv['r2_mean']:>18.4f}" + (f" {inv['generator_r2_mean']:>13.4f}" if ref else ""), "",
+              f"PSNR render vs reconstruction: mean {inv['psnr']:.2f} dB, p10 {inv['psnr_p10']:.2f} dB"
+              + (f" (G(intended w): {inv['generator_psnr']:.2f} dB, p10 {inv['generator_psnr_p10']:.2f} dB)" if ref else "")]
     return "\n".join(lines)
 
 

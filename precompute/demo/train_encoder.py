@@ -169,22 +169,29 @@ def evaluate_inversion(encoder: Encoder4Editing, gen, classifier, n: int = 1000,
                        data=None, batch: int = 250) -> dict:
     """Reconstructions G(E(render)) of `n` held-out renders: per attribute, how often the classifier reads
     the same value on the reconstruction as on the render; R^2 of the geometry it reads on the
-    reconstruction against the render's; PSNR (render vs reconstruction, [0, 255])."""
+    reconstruction against the render's; PSNR (render vs reconstruction, [0, 255]). The same for the
+    generator drawing each render's intended w (`intended_latents`, what the mapping gives its
+    parameters): how well the generator draws these faces at all, without any encoder."""
     from .classifier import r2_scores, read_attributes
 
-    images = (data if data is not None else sample_dataset(n, seed))[0][:n]
-    wplus = invert_renders(encoder, images, batch)
-    recon = np.concatenate([to_uint8(gen(wplus[i:i + batch])) for i in range(0, len(wplus), batch)])
+    images, labels, geometry = (data if data is not None else sample_dataset(n, seed))
+    images, labels, geometry = images[:n], labels[:n], geometry[:n]
     a0, _, g0 = read_attributes(classifier, images)
-    a1, _, g1 = read_attributes(classifier, recon)
-    err = (recon.astype(np.float64) - images.astype(np.float64)) ** 2
-    psnr = 10 * np.log10(255.0**2 / err.reshape(len(images), -1).mean(1))
-    r2 = r2_scores(g1.astype(np.float64), g0.astype(np.float64))
-    return {"n": int(len(images)), "seed": seed,
-            "agreement": {name: float((a0[:, k] == a1[:, k]).mean()) for k, name in enumerate(ATTRIBUTE_NAMES)},
-            "agreement_all": float((a0 == a1).all(1).mean()),
-            "r2": dict(zip(GEOMETRY_NAMES, map(float, r2))), "r2_mean": float(r2.mean()),
-            "psnr": float(psnr.mean()), "psnr_p10": float(np.percentile(psnr, 10))}
+
+    def scores(wplus, prefix):
+        recon = np.concatenate([to_uint8(gen(wplus[i:i + batch])) for i in range(0, len(wplus), batch)])
+        a1, _, g1 = read_attributes(classifier, recon)
+        err = (recon.astype(np.float64) - images.astype(np.float64)) ** 2
+        psnr = 10 * np.log10(255.0**2 / err.reshape(len(images), -1).mean(1))
+        r2 = r2_scores(g1.astype(np.float64), g0.astype(np.float64))
+        return {f"{prefix}agreement": {name: float((a0[:, k] == a1[:, k]).mean()) for k, name in enumerate(ATTRIBUTE_NAMES)},
+                f"{prefix}agreement_all": float((a0 == a1).all(1).mean()),
+                f"{prefix}r2": dict(zip(GEOMETRY_NAMES, map(float, r2))), f"{prefix}r2_mean": float(r2.mean()),
+                f"{prefix}psnr": float(psnr.mean()), f"{prefix}psnr_p10": float(np.percentile(psnr, 10))}
+
+    intended = intended_latents(gen, labels, geometry, seed)[:, None].expand(-1, gen.n_latent, -1)
+    return {"n": int(len(images)), "seed": seed, **scores(invert_renders(encoder, images, batch), ""),
+            **scores(intended, "generator_")}
 
 
 def reconstruction_rows(encoder: Encoder4Editing, gen, n: int = 8, seed: int = HELDOUT_SEED) -> list[np.ndarray]:
