@@ -697,15 +697,17 @@ def train_encoder_cmd(generator, clip_path, classifier, workdir, steps, latent_s
     click.echo(f"trained steps {info['resumed_from']} -> {info['step']} in {info['seconds']:.0f} s")
     if _stopped_early(info, steps):
         return
-    metrics = None
-    if n_eval:
+    files = finalize(encoder, out, info["hparams"])
+    if n_eval:  # the shipped (fp16) weights are what gets measured
         from precompute.checkpoints import load_generator
         from precompute.demo.classifier import load_classifier
         from precompute.demo.report import format_inversion
+        from precompute.encoder import load_encoder
 
-        metrics = evaluate_inversion(encoder, load_generator(generator), load_classifier(classifier), n_eval)
+        metrics = evaluate_inversion(load_encoder(files[1]), load_generator(generator), load_classifier(classifier), n_eval)
         click.echo(format_inversion(metrics))
-    for path in finalize(encoder, out, info["hparams"], metrics):
+        files = finalize(load_encoder(files[1]), out, info["hparams"], metrics)
+    for path in files:
         click.echo(f"wrote {path}")
 
 

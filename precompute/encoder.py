@@ -191,11 +191,15 @@ class Encoder4Editing(nn.Module):
 
 
 # --- files ----------------------------------------------------------------------------------------------
-def save_encoder(encoder: Encoder4Editing, path, extra: dict | None = None) -> tuple[Path, Path]:
+def save_encoder(encoder: Encoder4Editing, path, extra: dict | None = None,
+                 dtype: torch.dtype | None = None) -> tuple[Path, Path]:
     """Our format (`<stem>.safetensors` + `<stem>.json`); `extra` (training settings, metrics) is recorded
-    for people and ignored when loading."""
-    config = {"encoder": encoder.config.to_dict(), "normalization": NORMALIZATION, "resize": RESIZE, **(extra or {})}
-    return save_model(path, KIND, config, encoder.state_dict())
+    for people and ignored when loading. `dtype=torch.float16` stores the floating-point tensors in half
+    precision (half the file); loading copies them into the fp32 model."""
+    config = {"encoder": encoder.config.to_dict(), "normalization": NORMALIZATION, "resize": RESIZE,
+              "stored_dtype": str(dtype or torch.float32).removeprefix("torch."), **(extra or {})}
+    tensors = {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v for k, v in encoder.state_dict().items()}
+    return save_model(path, KIND, config, tensors)
 
 
 def encoder_from_state(state: dict, config: EncoderConfig, source: str) -> Encoder4Editing:

@@ -92,6 +92,9 @@ def test_shipped_demo_encoder_inverts_held_out_renders():
 
     metrics = evaluate_inversion(load_encoder(DEMO / "encoder.json"), load_generator(DEMO / "generator.json"),
                                  load_classifier(DEMO / "classifier.json"), n=100)
-    assert metrics["psnr"] > 20 and metrics["r2_mean"] > 0.8
-    assert min(metrics["agreement"].values()) > 0.6
-    assert np.isfinite(metrics["psnr_p10"])
+    # A regression guard on what it learned (docs/inversion.md: 1,000 renders 0.95-1.0 per attribute, 25.3 dB;
+    # geometry R2 0.71-0.99 but mouth width, which the generator does not draw from any known latent).
+    assert min(metrics["agreement"].values()) >= 0.9, metrics["agreement"]
+    assert metrics["psnr"] > 24 and np.isfinite(metrics["psnr_p10"])
+    assert min(metrics["r2"][k] for k in ("face_width", "face_height", "face_x", "face_y")) > 0.8, metrics["r2"]
+    assert metrics["agreement_all"] >= metrics["generator_agreement_all"] - 0.05  # as good as G draws them

@@ -150,10 +150,12 @@ def train_encoder(workdir, generator, clip, cfg: EncoderTrainConfig = EncoderTra
 
 
 def finalize(encoder: Encoder4Editing, out, hparams: dict, metrics: dict | None = None) -> tuple[Path, Path]:
+    """Ship the encoder with its training settings (and metrics): fp16 tensors, as the demo CLIP (the demo
+    world's files stay within issue 3's 40 MB); measure the shipped file (`load_encoder`), not this module."""
     extra = {"training": {k: v for k, v in hparams.items() if k != "encoder"}}
     if metrics:
         extra["metrics"] = metrics
-    return save_encoder(encoder, out, extra)
+    return save_encoder(encoder, out, extra, dtype=torch.float16)
 
 
 # --- evaluation (the classifier only reads) -------------------------------------------------------------
