@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent
 _BASE = ROOT if (ROOT / "artifacts").is_dir() else Path("")
 DEMO_DIR = _BASE / "artifacts" / "demo"  # the shipped demo world
 DEFAULT_BUNDLE = _BASE / "artifacts" / "bundles" / "demo"  # built by `export`/`make demo`; ignored by git
+DEMO_PHOTO_SEED = 900_001  # the held-out renders' seed (precompute.demo.training.HELDOUT_SEED): `demo` inverts one
 
 # Errors a user can cause with bad input: reported as one line, exit code 2, no traceback.
 USER_ERRORS = (ValueError, OSError, MemoryError)
@@ -184,12 +185,30 @@ def import_mapper(checkpoint, output, trust_pickle):
 
 
 @requires("train")
+@main.command("import-encoder")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("output", type=Output(stem=True))
+@click.option("--trust-pickle", is_flag=True, help="Allow a full unpickle (runs code from the file; trusted files only).")
+def import_encoder(checkpoint, output, trust_pickle):
+    """Import an official e4e checkpoint (encoder4editing; its decoder copy and training state are dropped)."""
+    from precompute.encoder import load_encoder, save_encoder
+
+    encoder = load_encoder(checkpoint, trust_pickle=trust_pickle)  # a .json/.safetensors of ours is checked too
+    c = encoder.config
+    click.echo(f"e4e encoder: {c.input_size} px, IR-SE units {list(c.units)}, widths {list(c.widths)}, "
+               f"W+ [{c.n_latent}, {c.style_dim}] (latent_avg included)")
+    for path in save_encoder(encoder, output, {"source": str(Path(checkpoint).name)}):
+        click.echo(f"wrote {path}")
+
+
+@requires("train")
 @main.command("export")
 @click.option("--generator", type=click.Path(dir_okay=False), help="StyleGAN2 checkpoint (rosinality .pt or ours).")
 @click.option("--clip", "clip_path", type=click.Path(dir_okay=False), help="CLIP weights (ours, open_clip or OpenAI).")
 @click.option("--clip-name", help="open_clip model name when --clip is a raw weights file, e.g. ViT-B-32.")
 @click.option("--mapper", "mappers", multiple=True, type=click.Path(dir_okay=False), help="Latent mapper (ours); repeatable.")
 @click.option("--fs3", type=click.Path(dir_okay=False), help="Global-direction relevance table (.npy).")
+@click.option("--encoder", type=click.Path(dir_okay=False), help="e4e encoder (ours or an official .pt): pictures -> W+.")
 @click.option("--s-stats", type=click.Path(dir_okay=False), help="StyleSpace mean/std (.npz with 'mean', 'std').")
 @click.option("--out", type=click.Path(file_okay=False), help="Bundle folder [default: artifacts/bundles/demo].")
 @click.option("--fp16", is_flag=True, help="Also write fp16 variants of every graph.")
@@ -200,21 +219,22 @@ def import_mapper(checkpoint, output, trust_pickle):
               help='JSON of tuned settings per prompt, e.g. {"a face with purple hair": {"neutral": "a face", '
                    '"alpha": 5, "beta": 0.35, "strength": 2}}: what `edit` uses when not told.')
 @click.option("--trust-pickle", is_flag=True, help="Allow full unpickling of checkpoints (trusted files only).")
-def export_cmd(generator, clip_path, clip_name, mappers, fs3, s_stats, out, fp16, torchscript, tensorrt,
+def export_cmd(generator, clip_path, clip_name, mappers, fs3, encoder, s_stats, out, fp16, torchscript, tensorrt,
                image_encoder, edit_settings, trust_pickle):
     """Export models into one bundle. With no model options: the demo world from artifacts/demo."""
     from export.bundle import ExportOptions, Sources, demo_sources, export_bundle
 
     if generator is None and clip_path is None:
-        if mappers or fs3 or s_stats or edit_settings:
-            raise click.UsageError("--mapper/--fs3/--s-stats/--edit-settings need --generator and --clip")
+        if mappers or fs3 or s_stats or edit_settings or encoder:
+            raise click.UsageError("--mapper/--fs3/--s-stats/--encoder/--edit-settings need --generator and --clip")
         src = demo_sources(DEMO_DIR)
     elif generator is None or clip_path is None:
         raise click.UsageError("pass both --generator and --clip (or neither, for the demo world)")
     else:
         src = Sources(Path(generator), Path(clip_path), clip_name, [Path(m) for m in mappers],
                       Path(fs3) if fs3 else None, Path(s_stats) if s_stats else None, trust_pickle,
-                      read_json(edit_settings, "--edit-settings") if edit_settings else {})
+                      read_json(edit_settings, "--edit-settings") if edit_settings else {},
+                      Path(encoder) if encoder else None)
     out = Path(out) if out else DEFAULT_BUNDLE
     start = time.perf_counter()
     manifest = export_bundle(out, src, ExportOptions(fp16, torchscript, tensorrt, image_encoder))
@@ -375,6 +395,34 @@ def refine_generator(init, workdir, steps, feature_weight, sharpen_steps, margin
                f"wrote {files[0]} and {files[1].name}")
 
 
+def fit(image, size: int):
+    """A uint8 picture at size x size for a grid beside the generator's images (PIL bilinear)."""
+    from runtime.photos import resize
+
+    return resize(image, size)
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=Output(".npy"), help="W+ of every picture: float32 [N, n_latent, style_dim] .npy.")
+@click.option("--recon", type=Output(".png"), help="Also a PNG grid: input | reconstruction, one row per picture.")
+@click.option("--crop", type=click.Choice(["center"]), help="Use the centre square of non-square pictures (else an error).")
+@click.option("--bundle", type=click.Path(file_okay=False), help="Bundle folder with an encoder [artifacts/bundles/demo].")
+def invert(images, out, recon, crop, bundle):
+    """Pictures -> W+ with the bundle's e4e encoder (aligned square face crops; others resized, PIL bilinear).
+
+    Feed the .npy to `edit --latents`, or use `edit --image` directly."""
+    from runtime.files import save_latents
+
+    editor = open_editor(bundle)
+    seen, x = editor.encoder_input(list(images), crop)  # every picture is read and checked before anything is written
+    wplus = editor.encode(x)
+    if recon:
+        write_comparison(editor, wplus, [], [], recon, lead=("input", "reconstruction", list(seen)))
+    save_latents(out, wplus)
+    click.echo(f"wrote {out}: W+ {list(wplus.shape)} of {len(wplus)} picture(s)" + (f"; {recon}" if recon else ""))
+
+
 @main.command()
 @click.argument("prompt")
 @click.option("--seed", "seeds", default="1,2,3", show_default=True, help="Comma-separated seeds to sample faces from.")
@@ -387,22 +435,40 @@ def refine_generator(init, workdir, steps, feature_weight, sharpen_steps, margin
 @click.option("--beta", help="Disentanglement threshold, or 'auto' [the bundle's tuned one for PROMPT, else 0.15].")
 @click.option("--sweep", help="Comma-separated strengths: one column each, e.g. -4,0,4,8.")
 @click.option("--truncation", type=float, help="Truncation psi for seeds [bundle default].")
+@click.option("--image", "images", multiple=True, type=click.Path(),
+              help="Edit this picture (repeatable): inverted with the bundle's encoder; the grid shows input | "
+                   "reconstruction | edits.")
+@click.option("--crop", type=click.Choice(["center"]), help="With --image: use the centre square of non-square pictures.")
 @click.option("--out", default="edit.png", show_default=True, type=Output(".png"))
 @click.option("--bundle", type=click.Path(file_okay=False), help="Bundle folder [artifacts/bundles/demo].")
-def edit(prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, sweep, truncation, out, bundle):
+@click.pass_context
+def edit(ctx, prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, sweep, truncation, images, crop, out,
+         bundle):
     """Edit faces with a sentence and write a PNG grid: original | edited, one row per face.
 
-    Settings not given come from the bundle's tuned settings for PROMPT (`edit_settings` in its manifest)."""
+    Faces come from seeds, a .npy of W+ (--latents) or your pictures (--image, inverted by the bundle's e4e
+    encoder). Settings not given come from the bundle's tuned settings for PROMPT (`edit_settings` in its
+    manifest)."""
+    from click.core import ParameterSource
+
     from runtime.files import load_latents
 
+    if images and (latents or ctx.get_parameter_source("seeds") != ParameterSource.DEFAULT or truncation is not None):
+        raise click.UsageError("--image replaces --seed/--latents/--truncation; pass one source of faces")
+    if crop and not images:
+        raise click.UsageError("--crop applies to --image pictures")
     if mapper_name and method != "mapper":
         raise click.UsageError("--mapper selects a mapper for --method mapper; add --method mapper")
     if method == "mapper" and (neutral or beta):
         raise click.UsageError("--neutral and --beta are settings of --method global")
     strengths = parse_floats(sweep, "--sweep") if sweep is not None else [alpha]
-    seed_list = None if latents else parse_seeds(seeds)
+    seed_list = None if latents or images else parse_seeds(seeds)
     editor = open_editor(bundle)
-    if latents:
+    seen = None
+    if images:
+        seen, x = editor.encoder_input(list(images), crop)
+        wplus = editor.encode(x)
+    elif latents:
         wplus = editor.check_wplus(load_latents(latents))
     else:
         wplus = editor.sample(seed_list, truncation)
@@ -417,7 +483,8 @@ def edit(prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, swee
         edits = [editor.mapper_edit(mapper_name or prompt, a) for a in strengths]
         titles = [f"strength {e.strength:g}" for e in edits]
         setting = f"mapper {edits[0].name!r}"
-    rows = write_comparison(editor, wplus, [[e] for e in edits], titles, out)
+    lead = None if seen is None else ("input", "reconstruction", list(seen))
+    rows = write_comparison(editor, wplus, [[e] for e in edits], titles, out, lead=lead)
     click.echo(f"wrote {out} ({len(rows)} faces; {setting}; {', '.join(titles)})")
 
 
@@ -440,20 +507,29 @@ def open_editor(bundle):
     return Editor(open_bundle_folder(bundle))
 
 
-def write_comparison(editor, wplus, columns, titles, out, scale=None) -> list:
+def write_comparison(editor, wplus, columns, titles, out, scale=None, lead=None) -> list:
     """The rows of `editor.comparison` as a PNG grid, refused before any work if too large for one picture,
-    with a progress bar when there are many faces."""
+    with a progress bar when there are many faces. `lead` = (its title, the title of the faces' own column,
+    one picture per face or None for a blank): a column of pictures before the faces (e.g. the inputs of
+    inverted faces, whose own column then holds their reconstructions)."""
+    import numpy as np
+
     from runtime.images import check_grid, grid, save_png
 
     size = editor.manifest["generator"].get("size") or editor.render(wplus[:1]).shape[1]
     scale = scale or max(1, 128 // size)
-    check_grid(len(wplus), len(columns) + 1, size, scale)
+    check_grid(len(wplus), len(columns) + 1 + (lead is not None), size, scale)
     rows = editor.comparison(wplus[:CHUNK], columns)  # a bad edit fails here, before any progress output
     rest = range(CHUNK, len(wplus), CHUNK)
     with click.progressbar(rest, label="editing", file=sys.stderr, hidden=not rest) as bar:
         for i in bar:
             rows += editor.comparison(wplus[i:i + CHUNK], columns)
-    save_png(grid(rows, ["original"] + titles, scale=scale), out)
+    first = ["original"]
+    if lead is not None:
+        blank = np.full((size, size, 3), 255, np.uint8)
+        first = list(lead[:2])
+        rows = [[blank if p is None else fit(p, size), *r] for p, r in zip(lead[2], rows)]
+    save_png(grid(rows, first + titles, scale=scale), out)
     return rows
 
 
@@ -842,6 +918,52 @@ def train_clip_cmd(workdir, steps, seed, n_train, checkpoint_every, threads, out
 
 
 @requires("train")
+@main.command("train-encoder")
+@click.option("--generator", default="artifacts/demo/generator.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--clip", "clip_path", default="artifacts/demo/clip.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--classifier", default="artifacts/demo/classifier.json", show_default=True, type=click.Path(dir_okay=False),
+              help="Only measures the result (held-out inversions); never in the loss.")
+@click.option("--workdir", default="build/train/encoder", show_default=True, type=click.Path(file_okay=False),
+              help="Render cache and checkpoint; rerunning the same command resumes.")
+@click.option("--steps", default=2200, show_default=True, type=click.IntRange(1))
+@click.option("--latent-steps", default=1600, show_default=True, type=click.IntRange(0),
+              help="Steps of the latent stage (regressing each render's intended w) before the image stage.")
+@click.option("--n-train", default=20_000, show_default=True, type=click.IntRange(1), help="Cached renders.")
+@click.option("--n-eval", default=1000, show_default=True, type=click.IntRange(0), help="Held-out renders measured at the end.")
+@_resumable_options
+@click.option("--out", default="artifacts/demo/encoder", show_default=True, type=Output(stem=True),
+              help="Weights stem: writes OUT.safetensors and OUT.json once all steps are done.")
+def train_encoder_cmd(generator, clip_path, classifier, workdir, steps, latent_steps, n_train, n_eval, seed, threads,
+                      stop_at, out):
+    """Train the demo e4e encoder on renders (image -> the demo generator's W+; DESIGN §10)."""
+    from precompute.demo.train_encoder import EncoderTrainConfig, evaluate_inversion, finalize, train_encoder
+
+    for path, what, command in ((generator, "generator", "train-generator"), (clip_path, "CLIP", "train-clip"),
+                                (classifier, "classifier", "train-classifier")):
+        if not Path(path).is_file() and (what != "classifier" or n_eval):
+            raise FileNotFoundError(f"{what} not found: {path}; make the demo one with `python cli.py {command}`")
+    if latent_steps > steps:
+        raise click.BadParameter(f"must be <= --steps ({steps})", param_hint="--latent-steps")
+    cfg = EncoderTrainConfig(steps=steps, latent_steps=latent_steps, n_train=n_train, seed=seed)
+    encoder, info = train_encoder(workdir, generator, clip_path, cfg, threads=threads, stop_at=stop_at)
+    click.echo(f"trained steps {info['resumed_from']} -> {info['step']} in {info['seconds']:.0f} s")
+    if _stopped_early(info, steps):
+        return
+    files = finalize(encoder, out, info["hparams"])
+    if n_eval:  # the shipped (fp16) weights are what gets measured
+        from precompute.checkpoints import load_generator
+        from precompute.demo.classifier import load_classifier
+        from precompute.demo.report import format_inversion
+        from precompute.encoder import load_encoder
+
+        metrics = evaluate_inversion(load_encoder(files[1]), load_generator(generator), load_classifier(classifier), n_eval)
+        click.echo(format_inversion(metrics))
+        files = finalize(load_encoder(files[1]), out, info["hparams"], metrics)
+    for path in files:
+        click.echo(f"wrote {path}")
+
+
+@requires("train")
 @main.command("sample-demo")
 @click.option("--generator", default="artifacts/demo/generator.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("-n", "n", default=32, show_default=True, type=click.IntRange(1, 256))
@@ -865,16 +987,21 @@ def sample_demo(generator, n, seed, truncation, out):
 @click.option("--classifier", default="artifacts/demo/classifier.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--clip", "clip_path", default="artifacts/demo/clip.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--generator", default="artifacts/demo/generator.json", show_default=True, type=click.Path(dir_okay=False))
-@click.option("--skip", multiple=True, type=click.Choice(["clip", "generator"]), help="Leave a model out (repeatable).")
+@click.option("--encoder", default="artifacts/demo/encoder.json", show_default=True, type=click.Path(dir_okay=False),
+              help="Its reconstructions of the first --inversions held-out renders (skipped while the file is absent).")
+@click.option("--skip", multiple=True, type=click.Choice(["clip", "generator", "encoder"]), help="Leave a model out (repeatable).")
 @click.option("-n", "n", default=2000, show_default=True, type=click.IntRange(1), help="Held-out renders.")
 @click.option("--samples", default=1000, show_default=True, type=click.IntRange(1), help="Generator samples.")
-def evaluate_demo_cmd(classifier, clip_path, generator, skip, n, samples):
-    """The demo world's quality bars (classifier and CLIP on held-out renders, generator samples) as
-    tables; exit 1 if a bar is missed."""
+@click.option("--inversions", default=1000, show_default=True, type=click.IntRange(1), help="Held-out renders inverted.")
+def evaluate_demo_cmd(classifier, clip_path, generator, encoder, skip, n, samples, inversions):
+    """The demo world's quality bars (classifier and CLIP on held-out renders, generator samples, encoder
+    reconstructions) as tables; exit 1 if a bar is missed."""
     from precompute.demo.report import evaluate_demo_models, failures, format_report
 
+    use_encoder = "encoder" not in skip and "generator" not in skip and Path(encoder).is_file()
     report = evaluate_demo_models(classifier, None if "clip" in skip else clip_path,
-                                  None if "generator" in skip else generator, n, samples)
+                                  None if "generator" in skip else generator, n, samples,
+                                  encoder=encoder if use_encoder else None, n_inversions=inversions)
     click.echo(format_report(report))
     if failures(report):
         sys.exit(1)
@@ -909,10 +1036,12 @@ def _floats(text: str, option: str) -> list[float]:
 @click.option("--demo-dir", default=str(DEMO_DIR), show_default=True, type=click.Path(file_okay=False),
               help="generator, clip, classifier, fs3.npy, s_stats.npz, mappers/.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2))
-@click.option("--out-dir", default="docs", show_default=True, type=click.Path(file_okay=False),
-              help="Writes edit_quality.md and edits/<edit>.png here (not for sweeps).")
+@click.option("--inverted", is_flag=True, help="Edit the W+ of N held-out renders inverted by the demo encoder "
+              "(DEMO_DIR/encoder.json) instead of sampled latents (--truncation then does not apply).")
+@click.option("--out-dir", type=click.Path(file_okay=False),
+              help="Writes edit_quality.md and edits/<edit>.png here (not for sweeps) [docs; docs/inverted with --inverted].")
 def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas, sweep_betas, strength, sweep_strengths,
-             steps, l2, clip_views, bundle, demo_dir, threads, out_dir):
+             steps, l2, clip_views, bundle, inverted, demo_dir, threads, out_dir):
     """Edit quality of methods A, B, C (success, preservation, geometry drift, s/edit) as a table and pictures."""
     import torch
 
@@ -928,8 +1057,10 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
     strengths = _floats(sweep_strengths, "--sweep-strengths") if sweep_strengths else []
     for s in strengths + ([] if strength is None else [strength]):  # the runtime's range, checked before the work
         ev.edit_math.check_range("mapper strength", s, ev.edit_math.STRENGTH_RANGE)
+    if inverted and (sweep_alphas or sweep_strengths):
+        raise click.UsageError("--inverted evaluates the edits' settings; sweeps choose them on sampled latents")
     world = ev.DemoWorld.load(demo_dir, need_global="C" in chosen or bool(sweep_alphas),
-                              need_mappers="B" in chosen or bool(sweep_strengths))
+                              need_mappers="B" in chosen or bool(sweep_strengths), need_encoder=inverted)
     if sweep_alphas or sweep_strengths:
         rows = []
         if sweep_alphas:
@@ -944,14 +1075,23 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
     from precompute.optimization import OptimizeConfig
 
     method_a = OptimizeConfig(steps=steps, l2=l2, clip_views=clip_views)
+    latents = ev.inverted_wplus(world.encoder, n, seed) if inverted else None
     rows, pictures = ev.evaluate_edits(world.gen, world.classifier, edits,
-                                       world.methods(chosen, default, method_a, bundle, strength), n, seed, truncation)
+                                       world.methods(chosen, default, method_a, bundle, strength), n, seed, truncation,
+                                       wplus=latents)
     click.echo(ev.format_table(rows))
     options = f" --steps {steps} --l2 {l2:g} --clip-views {clip_views}" if "A" in chosen else ""
     options += f" --edits '{edit_names}'" if edit_names else ""
     options += "".join(f" --{k} {v:g}" for k, v in (("alpha", alpha), ("beta", beta), ("strength", strength)) if v is not None)
-    context = (f"`python cli.py evaluate --methods {','.join(chosen)} -n {n} --seed {seed} --truncation {truncation}{options}"
-               f"{' --bundle ' + str(bundle) if bundle else ''}`: {n} latents per edit (seed {seed}, truncation {truncation}).")
+    if inverted:
+        context = (f"`python cli.py evaluate --inverted --methods {','.join(chosen)} -n {n} --seed {seed}{options}"
+                   f"{' --bundle ' + str(bundle) if bundle else ''}`: {n} held-out renders per edit (render seed "
+                   f"900001 + {seed}), inverted by the demo encoder; \"original\" is their reconstruction.")
+    else:
+        context = (f"`python cli.py evaluate --methods {','.join(chosen)} -n {n} --seed {seed} --truncation {truncation}"
+                   f"{options}{' --bundle ' + str(bundle) if bundle else ''}`: {n} latents per edit (seed {seed}, "
+                   f"truncation {truncation}).")
+    out_dir = out_dir or ("docs/inverted" if inverted else "docs")
     for path in ev.write_report(out_dir, rows, pictures, context):
         click.echo(f"wrote {path}")
 
@@ -1044,7 +1184,10 @@ def web(bundle, out, serve, port, ort_dist):
               help="Use this bundle instead of the demo one (artifacts/bundles/demo, built when missing).")
 @click.pass_context
 def demo(ctx, out, seeds, bundle):
-    """The main job: build the demo bundle if missing (export + validate), then a grid of text edits."""
+    """The main job: build the demo bundle if missing (export + validate), then a grid of text edits
+    (sampled faces, and with an encoder one held-out render inverted last)."""
+    import numpy as np
+
     from precompute.demo.edits import DEMO_EDITS
 
     seed_list = parse_seeds(seeds)
@@ -1062,9 +1205,17 @@ def demo(ctx, out, seeds, bundle):
         click.echo(f"note: {DEFAULT_BUNDLE} records no tuned edit settings (exported by an older toolkit), so the "
                    "edits use the defaults; `python cli.py export` rebuilds it with the measured ones")
     wplus = editor.sample(seed_list)
+    lead = None
+    if editor.encoder:  # and one held-out render (a "photo" no model saw), inverted: the user's main path
+        from precompute.demo.render import render, sample_faces
+
+        photo = render(sample_faces(1, DEMO_PHOTO_SEED)[0])
+        wplus = np.concatenate([wplus, editor.invert(photo)])
+        lead = ("photo", "start", [None] * len(seed_list) + [photo])
     columns = [[editor.global_edit(e.target)] for e in DEMO_EDITS]  # the bundle's tuned settings
-    rows = write_comparison(editor, wplus, columns, [e.name for e in DEMO_EDITS], out, scale=2)
-    click.echo(f"wrote {out}: {len(rows)} faces x {len(DEMO_EDITS)} global-direction edits")
+    rows = write_comparison(editor, wplus, columns, [e.name for e in DEMO_EDITS], out, scale=2, lead=lead)
+    inverted = "; the last row starts from a held-out render inverted by the bundle's encoder" if lead else ""
+    click.echo(f"wrote {out}: {len(rows)} faces x {len(DEMO_EDITS)} global-direction edits{inverted}")
 
 
 if __name__ == "__main__":
