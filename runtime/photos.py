@@ -17,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import regular_file
+
 MIN_SIDE = 16  # smaller pictures hold no face worth inverting (and 0x0 / 1x1 files are broken ones)
+MAX_PIXELS = 80_000_000  # larger files are refused before decoding (PIL warns at 89 M, refuses at 179 M)
 CROPS = (None, "center")
 
 
@@ -47,10 +50,12 @@ def read_image(path) -> np.ndarray:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a directory, not an image; pass the image files in it")
-    if not path.exists():
-        raise FileNotFoundError(f"image not found: {path}")
+    regular_file(path, "image")  # missing, or a pipe or device (which would block the reader)
     try:
         with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:  # checked before any pixel is decoded
+                raise ValueError(f"{path} is {im.width}x{im.height} pixels, more than the {MAX_PIXELS // 10**6} "
+                                 "megapixels read at once; crop the face first")
             return _from_pil(im, str(path))
     except UnidentifiedImageError:
         raise ValueError(f"{path} is not an image PIL can read (PNG, JPEG, WebP, ...), or it is damaged") from None

@@ -517,6 +517,13 @@ COMMANDS = [
     ("evaluate unknown method", None, ["evaluate", "--methods", "D"], "choose from A, B, C"),
     ("sample-demo zero", None, ["sample-demo", "-n", "0"], "0 is not in the range"),
     ("demo seeds", None, ["demo", "--seed", "a", "--bundle", "{B}"], "non-negative integers or ranges"),
+    ("invert a pipe", _write("p.png", "fifo"), ["invert", "p.png", "--bundle", "{B}", "--out", "w.npy"], "not a regular file"),
+    ("invert a huge picture", _write("big.png", lambda p, m: __import__("PIL.Image").Image.new("L", (9000, 9000)).save(p)), ["invert", "big.png", "--bundle", "{B}", "--out", "w.npy"], "more than the 80 megapixels"),
+    ("invert noise", _write("x.png", noise(100)), ["invert", "x.png", "--bundle", "{B}", "--out", "w.npy"], "not an image PIL can read"),
+    ("invert missing picture", None, ["invert", "nope.png", "--bundle", "{B}", "--out", "w.npy"], "not found: nope.png"),
+    ("invert onto a user's npy", _write("w.npy", npy_bytes(np.zeros(2))), ["invert", "x.png", "--bundle", "{B}", "--out", "w.npy"], "w.npy exists and was not written"),
+    ("invert recon onto a photo", lambda s, m: _photo(s), ["invert", "photo.png", "--bundle", "{B}", "--out", "w.npy", "--recon", "photo.png"], "photo.png exists and was not written"),
+    ("edit image with seeds", lambda s, m: _photo(s), ["edit", "a smiling face", "--image", "photo.png", "--seed", "3", "--bundle", "{B}", "--out", "x.png"], "--image replaces --seed"),
 ]
 
 
