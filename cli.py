@@ -16,12 +16,14 @@ ROOT = Path(__file__).resolve().parent
 _BASE = ROOT if (ROOT / "artifacts").is_dir() else Path("")
 DEMO_DIR = _BASE / "artifacts" / "demo"  # the shipped demo world
 DEFAULT_BUNDLE = _BASE / "artifacts" / "bundles" / "demo"  # built by `export`/`make demo`; ignored by git
+DEMO_PHOTO_SEED = 900_001  # the held-out renders' seed (precompute.demo.training.HELDOUT_SEED): `demo` inverts one
 
 # Errors a user can cause with bad input: reported as one line, exit code 2, no traceback.
 USER_ERRORS = (ValueError, OSError, MemoryError)
 
 # What each optional extra brings (module names), for the check that runs before a command needs them.
-EXTRAS = {"train": ("torch", "torchvision", "open_clip", "onnx", "onnxscript", "safetensors", "tqdm")}
+EXTRAS = {"train": ("torch", "torchvision", "open_clip", "onnx", "onnxscript", "safetensors", "tqdm"),
+          "distributed": ("ray",)}
 SECTIONS = (("runtime", "Edit with a bundle (the base install)"),
             ("train", "Train, precompute, export, validate, benchmark (need the [train] extra)"))
 
@@ -183,12 +185,30 @@ def import_mapper(checkpoint, output, trust_pickle):
 
 
 @requires("train")
+@main.command("import-encoder")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("output", type=Output(stem=True))
+@click.option("--trust-pickle", is_flag=True, help="Allow a full unpickle (runs code from the file; trusted files only).")
+def import_encoder(checkpoint, output, trust_pickle):
+    """Import an official e4e checkpoint (encoder4editing; its decoder copy and training state are dropped)."""
+    from precompute.encoder import load_encoder, save_encoder
+
+    encoder = load_encoder(checkpoint, trust_pickle=trust_pickle)  # a .json/.safetensors of ours is checked too
+    c = encoder.config
+    click.echo(f"e4e encoder: {c.input_size} px, IR-SE units {list(c.units)}, widths {list(c.widths)}, "
+               f"W+ [{c.n_latent}, {c.style_dim}] (latent_avg included)")
+    for path in save_encoder(encoder, output, {"source": str(Path(checkpoint).name)}):
+        click.echo(f"wrote {path}")
+
+
+@requires("train")
 @main.command("export")
 @click.option("--generator", type=click.Path(dir_okay=False), help="StyleGAN2 checkpoint (rosinality .pt or ours).")
 @click.option("--clip", "clip_path", type=click.Path(dir_okay=False), help="CLIP weights (ours, open_clip or OpenAI).")
 @click.option("--clip-name", help="open_clip model name when --clip is a raw weights file, e.g. ViT-B-32.")
 @click.option("--mapper", "mappers", multiple=True, type=click.Path(dir_okay=False), help="Latent mapper (ours); repeatable.")
 @click.option("--fs3", type=click.Path(dir_okay=False), help="Global-direction relevance table (.npy).")
+@click.option("--encoder", type=click.Path(dir_okay=False), help="e4e encoder (ours or an official .pt): pictures -> W+.")
 @click.option("--s-stats", type=click.Path(dir_okay=False), help="StyleSpace mean/std (.npz with 'mean', 'std').")
 @click.option("--out", type=click.Path(file_okay=False), help="Bundle folder [default: artifacts/bundles/demo].")
 @click.option("--fp16", is_flag=True, help="Also write fp16 variants of every graph.")
@@ -203,21 +223,22 @@ def import_mapper(checkpoint, output, trust_pickle):
               help='JSON of tuned settings per prompt, e.g. {"a face with purple hair": {"neutral": "a face", '
                    '"alpha": 5, "beta": 0.35, "strength": 2}}: what `edit` uses when not told.')
 @click.option("--trust-pickle", is_flag=True, help="Allow full unpickling of checkpoints (trusted files only).")
-def export_cmd(generator, clip_path, clip_name, mappers, fs3, s_stats, out, fp16, torchscript, int8, openvino,
-               tensorrt, image_encoder, edit_settings, trust_pickle):
+def export_cmd(generator, clip_path, clip_name, mappers, fs3, encoder, s_stats, out, fp16, torchscript, int8,
+               openvino, tensorrt, image_encoder, edit_settings, trust_pickle):
     """Export models into one bundle. With no model options: the demo world from artifacts/demo."""
     from export.bundle import ExportOptions, Sources, demo_sources, export_bundle
 
     if generator is None and clip_path is None:
-        if mappers or fs3 or s_stats or edit_settings:
-            raise click.UsageError("--mapper/--fs3/--s-stats/--edit-settings need --generator and --clip")
+        if mappers or fs3 or s_stats or edit_settings or encoder:
+            raise click.UsageError("--mapper/--fs3/--s-stats/--encoder/--edit-settings need --generator and --clip")
         src = demo_sources(DEMO_DIR)
     elif generator is None or clip_path is None:
         raise click.UsageError("pass both --generator and --clip (or neither, for the demo world)")
     else:
         src = Sources(Path(generator), Path(clip_path), clip_name, [Path(m) for m in mappers],
                       Path(fs3) if fs3 else None, Path(s_stats) if s_stats else None, trust_pickle,
-                      read_json(edit_settings, "--edit-settings") if edit_settings else {})
+                      read_json(edit_settings, "--edit-settings") if edit_settings else {},
+                      Path(encoder) if encoder else None)
     out = Path(out) if out else DEFAULT_BUNDLE
     start = time.perf_counter()
     manifest = export_bundle(out, src, ExportOptions(fp16, torchscript, tensorrt, image_encoder, int8=int8,
@@ -379,6 +400,34 @@ def refine_generator(init, workdir, steps, feature_weight, sharpen_steps, margin
                f"wrote {files[0]} and {files[1].name}")
 
 
+def fit(image, size: int):
+    """A uint8 picture at size x size for a grid beside the generator's images (PIL bilinear)."""
+    from runtime.photos import resize
+
+    return resize(image, size)
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=Output(".npy"), help="W+ of every picture: float32 [N, n_latent, style_dim] .npy.")
+@click.option("--recon", type=Output(".png"), help="Also a PNG grid: input | reconstruction, one row per picture.")
+@click.option("--crop", type=click.Choice(["center"]), help="Use the centre square of non-square pictures (else an error).")
+@click.option("--bundle", type=click.Path(file_okay=False), help="Bundle folder with an encoder [artifacts/bundles/demo].")
+def invert(images, out, recon, crop, bundle):
+    """Pictures -> W+ with the bundle's e4e encoder (aligned square face crops; others resized, PIL bilinear).
+
+    Feed the .npy to `edit --latents`, or use `edit --image` directly."""
+    from runtime.files import save_latents
+
+    editor = open_editor(bundle)
+    seen, x = editor.encoder_input(list(images), crop)  # every picture is read and checked before anything is written
+    wplus = editor.encode(x)
+    if recon:
+        write_comparison(editor, wplus, [], [], recon, lead=("input", "reconstruction", list(seen)))
+    save_latents(out, wplus)
+    click.echo(f"wrote {out}: W+ {list(wplus.shape)} of {len(wplus)} picture(s)" + (f"; {recon}" if recon else ""))
+
+
 @main.command()
 @click.argument("prompt")
 @click.option("--seed", "seeds", default="1,2,3", show_default=True, help="Comma-separated seeds to sample faces from.")
@@ -391,22 +440,40 @@ def refine_generator(init, workdir, steps, feature_weight, sharpen_steps, margin
 @click.option("--beta", help="Disentanglement threshold, or 'auto' [the bundle's tuned one for PROMPT, else 0.15].")
 @click.option("--sweep", help="Comma-separated strengths: one column each, e.g. -4,0,4,8.")
 @click.option("--truncation", type=float, help="Truncation psi for seeds [bundle default].")
+@click.option("--image", "images", multiple=True, type=click.Path(),
+              help="Edit this picture (repeatable): inverted with the bundle's encoder; the grid shows input | "
+                   "reconstruction | edits.")
+@click.option("--crop", type=click.Choice(["center"]), help="With --image: use the centre square of non-square pictures.")
 @click.option("--out", default="edit.png", show_default=True, type=Output(".png"))
 @click.option("--bundle", type=click.Path(file_okay=False), help="Bundle folder [artifacts/bundles/demo].")
-def edit(prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, sweep, truncation, out, bundle):
+@click.pass_context
+def edit(ctx, prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, sweep, truncation, images, crop, out,
+         bundle):
     """Edit faces with a sentence and write a PNG grid: original | edited, one row per face.
 
-    Settings not given come from the bundle's tuned settings for PROMPT (`edit_settings` in its manifest)."""
+    Faces come from seeds, a .npy of W+ (--latents) or your pictures (--image, inverted by the bundle's e4e
+    encoder). Settings not given come from the bundle's tuned settings for PROMPT (`edit_settings` in its
+    manifest)."""
+    from click.core import ParameterSource
+
     from runtime.files import load_latents
 
+    if images and (latents or ctx.get_parameter_source("seeds") != ParameterSource.DEFAULT or truncation is not None):
+        raise click.UsageError("--image replaces --seed/--latents/--truncation; pass one source of faces")
+    if crop and not images:
+        raise click.UsageError("--crop applies to --image pictures")
     if mapper_name and method != "mapper":
         raise click.UsageError("--mapper selects a mapper for --method mapper; add --method mapper")
     if method == "mapper" and (neutral or beta):
         raise click.UsageError("--neutral and --beta are settings of --method global")
     strengths = parse_floats(sweep, "--sweep") if sweep is not None else [alpha]
-    seed_list = None if latents else parse_seeds(seeds)
+    seed_list = None if latents or images else parse_seeds(seeds)
     editor = open_editor(bundle)
-    if latents:
+    seen = None
+    if images:
+        seen, x = editor.encoder_input(list(images), crop)
+        wplus = editor.encode(x)
+    elif latents:
         wplus = editor.check_wplus(load_latents(latents))
     else:
         wplus = editor.sample(seed_list, truncation)
@@ -421,7 +488,8 @@ def edit(prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, swee
         edits = [editor.mapper_edit(mapper_name or prompt, a) for a in strengths]
         titles = [f"strength {e.strength:g}" for e in edits]
         setting = f"mapper {edits[0].name!r}"
-    rows = write_comparison(editor, wplus, [[e] for e in edits], titles, out)
+    lead = None if seen is None else ("input", "reconstruction", list(seen))
+    rows = write_comparison(editor, wplus, [[e] for e in edits], titles, out, lead=lead)
     click.echo(f"wrote {out} ({len(rows)} faces; {setting}; {', '.join(titles)})")
 
 
@@ -444,25 +512,36 @@ def open_editor(bundle):
     return Editor(open_bundle_folder(bundle))
 
 
-def write_comparison(editor, wplus, columns, titles, out, scale=None) -> list:
+def write_comparison(editor, wplus, columns, titles, out, scale=None, lead=None) -> list:
     """The rows of `editor.comparison` as a PNG grid, refused before any work if too large for one picture,
-    with a progress bar when there are many faces."""
+    with a progress bar when there are many faces. `lead` = (its title, the title of the faces' own column,
+    one picture per face or None for a blank): a column of pictures before the faces (e.g. the inputs of
+    inverted faces, whose own column then holds their reconstructions)."""
+    import numpy as np
+
     from runtime.images import check_grid, grid, save_png
 
     size = editor.manifest["generator"].get("size") or editor.render(wplus[:1]).shape[1]
     scale = scale or max(1, 128 // size)
-    check_grid(len(wplus), len(columns) + 1, size, scale)
-    starts = range(0, len(wplus), CHUNK)
-    rows = []
-    with click.progressbar(starts, label="editing", file=sys.stderr, hidden=len(starts) < 2) as bar:
+    check_grid(len(wplus), len(columns) + 1 + (lead is not None), size, scale)
+    rows = editor.comparison(wplus[:CHUNK], columns)  # a bad edit fails here, before any progress output
+    rest = range(CHUNK, len(wplus), CHUNK)
+    with click.progressbar(rest, label="editing", file=sys.stderr, hidden=not rest) as bar:
         for i in bar:
             rows += editor.comparison(wplus[i:i + CHUNK], columns)
-    save_png(grid(rows, ["original"] + titles, scale=scale), out)
+    first = ["original"]
+    if lead is not None:
+        blank = np.full((size, size, 3), 255, np.uint8)
+        first = list(lead[:2])
+        rows = [[blank if p is None else fit(p, size), *r] for p, r in zip(lead[2], rows)]
+    save_png(grid(rows, first + titles, scale=scale), out)
     return rows
 
 
 # --- global directions: S statistics and the fs3 relevance table (precompute/global_directions.py) ---
 def _parse_shard(ctx, param, value):
+    if value is None:
+        return None
     try:
         i, n = (int(v) for v in value.split("/"))
     except ValueError:
@@ -480,6 +559,36 @@ def _check_sha256(value):
     return value
 
 
+def _ray_options(f):
+    for option in reversed([
+        click.option("--ray", "use_ray", is_flag=True,
+                     help="Run on Ray workers: an embedded local Ray, or the cluster at --ray-address."),
+        click.option("--workers", type=click.IntRange(1),
+                     help="Ray workers [one per CPU core (embedded: this many CPUs), or one per GPU where there are GPUs]."),
+        click.option("--ray-address", help="Join this existing Ray cluster (implies --ray), e.g. 10.0.0.1:6379 or auto."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _ray_mode(use_ray: bool, workers, address) -> bool:
+    if workers is not None and not (use_ray or address):
+        raise click.BadParameter("needs --ray (or --ray-address)", param_hint="--workers")
+    if use_ray or address:
+        require_extra("distributed", "--ray")
+    return bool(use_ray or address)
+
+
+def _ray_summary(report, what: str) -> str:
+    line = (f"{what} on Ray: {report.workers} {'GPU' if report.gpu else 'CPU'} worker(s) on {report.nodes} node(s), "
+            f"{report.computed_units}/{report.units} units computed, {report.seconds:.1f} s in all "
+            f"({report.compute_seconds:.1f} s computing")
+    line += f", {report.channels_per_s:.3g} channels/s)" if report.channels else ")"
+    if report.retried:
+        line += f"; retried after a worker died: {', '.join(report.retried)}"
+    return line
+
+
 def check_stem(stem, what: str = "--out") -> None:
     """A weights stem's two files (STEM.safetensors, STEM.json) may be written: before the work starts."""
     from runtime.files import check_output
@@ -495,13 +604,21 @@ def check_stem(stem, what: str = "--out") -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--psi", default=0.7, show_default=True, help="Truncation of the samples.")
 @click.option("--out", default="s_stats.npz", show_default=True, type=Output(".npz"))
-def s_stats_cmd(generator, n, seed, psi, out):
+@_ray_options
+def s_stats_cmd(generator, n, seed, psi, out, use_ray, workers, ray_address):
     """StyleSpace mean/std per channel over N mapped samples (global directions)."""
     from precompute.checkpoints import load_generator
     from precompute.global_directions import save_style_statistics, style_statistics
 
+    distributed = _ray_mode(use_ray, workers, ray_address)
     gen = load_generator(generator)
-    mean, std = style_statistics(gen, n, psi, seed)
+    if distributed:
+        from precompute.distributed import ray_style_statistics
+
+        mean, std, report = ray_style_statistics(gen, n, psi, seed, workers=workers, address=ray_address)
+        click.echo(_ray_summary(report, "S statistics"))
+    else:
+        mean, std = style_statistics(gen, n, psi, seed)
     save_style_statistics(out, mean, std, {"generator": str(generator), "n": n, "seed": seed, "psi": psi})
     click.echo(f"wrote {out} ({mean.size} channels, {n} samples)")
 
@@ -514,24 +631,33 @@ def s_stats_cmd(generator, n, seed, psi, out):
 @click.option("--s-stats", type=click.Path(dir_okay=False), help="S statistics [WORKDIR/s_stats.npz, made if missing].")
 @click.option("--images", default=100, show_default=True, type=click.IntRange(1), help="Latents per channel.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--shard", default="0/1", show_default=True, callback=_parse_shard, help="This process's shard i/n.")
+@click.option("--shard", callback=_parse_shard, help="This process's shard i/n [0/1] (not with --ray).")
 @click.option("--workdir", default="build/fs3", show_default=True, type=click.Path(file_okay=False),
-              help="Shard progress; rerunning resumes.")
+              help="Shard or unit progress; rerunning resumes. With --ray-address: on a filesystem every node sees.")
 @click.option("--max-resolution", type=click.IntRange(4), help="Only conv layers up to this many px (FFHQ official: 128).")
 @click.option("--batch", type=click.IntRange(1), help="Images per generator call [from the generator size].")
-@click.option("--threads", default=0, type=click.IntRange(0), help="torch threads (0: torch's default).")
+@click.option("--threads", type=click.IntRange(0), help="torch threads (0: torch's default) [0; with --ray 1 per worker].")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the models (~2x on CPU; a minute or two to compile).")
+@_ray_options
+@click.option("--unit-channels", default=16, show_default=True, type=click.IntRange(1),
+              help="With --ray: channels per work unit (a unit never spans two layers).")
 @click.option("--out", type=Output(".npy"), help="Merge into this .npy when every shard is complete.")
 def fs3_cmd(generator, clip_path, clip_name, s_stats, images, seed, shard, workdir, max_resolution, batch, threads,
-            compile_, out):
-    """Compute one shard of the fs3 relevance table (run shards as separate processes, then fs3-merge)."""
+            compile_, use_ray, workers, ray_address, unit_channels, out):
+    """Compute the fs3 relevance table: one shard per process (then fs3-merge), or all of it on Ray (--ray)."""
     import torch
 
     from precompute.checkpoints import load_generator
     from precompute.clip_model import load_clip
     from precompute import global_directions as gd
 
-    if threads:
+    distributed = _ray_mode(use_ray, workers, ray_address)
+    if distributed and shard is not None:
+        raise click.BadParameter("--ray computes every unit itself; leave --shard out", param_hint="--shard")
+    shard = shard or (0, 1)
+    if distributed and threads == 0:
+        raise click.BadParameter("with --ray give each worker a thread count (>= 1)", param_hint="--threads")
+    if threads and not distributed:
         torch.set_num_threads(threads)
     gen, clip = load_generator(generator), load_clip(clip_name, weights=clip_path)
     gd.shard_range(gd.fs3_rows(gen.layout, max_resolution), shard)  # bad input fails before anything is written
@@ -540,6 +666,20 @@ def fs3_cmd(generator, clip_path, clip_name, s_stats, images, seed, shard, workd
         click.echo(f"computing S statistics (100k samples, seed {seed}) into {stats} ...")
         gd.save_style_statistics(stats, *gd.style_statistics(gen, seed=seed), {"generator": str(generator), "seed": seed})
     mean, std = gd.load_style_statistics(stats, gen.layout)
+    if distributed:
+        from precompute.distributed import WorkerFailed, ray_fs3
+
+        try:
+            report = ray_fs3(gen, clip, mean, std, workdir, n_images=images, seed=seed, max_resolution=max_resolution,
+                             batch=batch, compile=compile_, unit_channels=unit_channels, workers=workers,
+                             threads=threads or 1, address=ray_address, out=out)
+        except WorkerFailed as err:  # not the user's input: exit 1
+            click.echo(f"error: {err}", err=True)
+            sys.exit(1)
+        click.echo(_ray_summary(report, "fs3"))
+        click.echo(f"wrote {out} and {Path(out).with_suffix('.json')}" if out else
+                   f"all units complete in {workdir}; merge with: cli.py fs3-merge --workdir {workdir} --out fs3.npy")
+        return
     rows = gd.compute_fs3(gen, clip, mean, std, images, seed, shard=shard, workdir=workdir, batch=batch,
                           max_resolution=max_resolution, compile=compile_)
     i, n = shard
@@ -555,13 +695,13 @@ def fs3_cmd(generator, clip_path, clip_name, s_stats, images, seed, shard, workd
 @requires("train")
 @main.command("fs3-merge")
 @click.option("--workdir", required=True, type=click.Path(file_okay=False))
-@click.option("--shards", required=True, type=click.IntRange(1), help="Number of shards n.")
+@click.option("--shards", type=click.IntRange(1), help="Number of shards n [none: the units of a --ray run].")
 @click.option("--out", default="fs3.npy", show_default=True, type=Output(".npy"))
 def fs3_merge_cmd(workdir, shards, out):
-    """Check and join the complete shards into fs3.npy (+ fs3.json: which layers and channels it covers)."""
-    from precompute.global_directions import merge_fs3
+    """Check and join the complete shards (or units) into fs3.npy (+ fs3.json: which layers and channels it covers)."""
+    from precompute.global_directions import merge_fs3, merge_units
 
-    fs3 = merge_fs3(workdir, shards, out=out)
+    fs3 = merge_fs3(workdir, shards, out=out) if shards else merge_units(workdir, out=out)
     click.echo(f"wrote {out} {fs3.shape} and {Path(out).with_suffix('.json')}")
 
 
@@ -783,6 +923,52 @@ def train_clip_cmd(workdir, steps, seed, n_train, checkpoint_every, threads, out
 
 
 @requires("train")
+@main.command("train-encoder")
+@click.option("--generator", default="artifacts/demo/generator.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--clip", "clip_path", default="artifacts/demo/clip.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--classifier", default="artifacts/demo/classifier.json", show_default=True, type=click.Path(dir_okay=False),
+              help="Only measures the result (held-out inversions); never in the loss.")
+@click.option("--workdir", default="build/train/encoder", show_default=True, type=click.Path(file_okay=False),
+              help="Render cache and checkpoint; rerunning the same command resumes.")
+@click.option("--steps", default=2200, show_default=True, type=click.IntRange(1))
+@click.option("--latent-steps", default=1600, show_default=True, type=click.IntRange(0),
+              help="Steps of the latent stage (regressing each render's intended w) before the image stage.")
+@click.option("--n-train", default=20_000, show_default=True, type=click.IntRange(1), help="Cached renders.")
+@click.option("--n-eval", default=1000, show_default=True, type=click.IntRange(0), help="Held-out renders measured at the end.")
+@_resumable_options
+@click.option("--out", default="artifacts/demo/encoder", show_default=True, type=Output(stem=True),
+              help="Weights stem: writes OUT.safetensors and OUT.json once all steps are done.")
+def train_encoder_cmd(generator, clip_path, classifier, workdir, steps, latent_steps, n_train, n_eval, seed, threads,
+                      stop_at, out):
+    """Train the demo e4e encoder on renders (image -> the demo generator's W+; DESIGN §10)."""
+    from precompute.demo.train_encoder import EncoderTrainConfig, evaluate_inversion, finalize, train_encoder
+
+    for path, what, command in ((generator, "generator", "train-generator"), (clip_path, "CLIP", "train-clip"),
+                                (classifier, "classifier", "train-classifier")):
+        if not Path(path).is_file() and (what != "classifier" or n_eval):
+            raise FileNotFoundError(f"{what} not found: {path}; make the demo one with `python cli.py {command}`")
+    if latent_steps > steps:
+        raise click.BadParameter(f"must be <= --steps ({steps})", param_hint="--latent-steps")
+    cfg = EncoderTrainConfig(steps=steps, latent_steps=latent_steps, n_train=n_train, seed=seed)
+    encoder, info = train_encoder(workdir, generator, clip_path, cfg, threads=threads, stop_at=stop_at)
+    click.echo(f"trained steps {info['resumed_from']} -> {info['step']} in {info['seconds']:.0f} s")
+    if _stopped_early(info, steps):
+        return
+    files = finalize(encoder, out, info["hparams"])
+    if n_eval:  # the shipped (fp16) weights are what gets measured
+        from precompute.checkpoints import load_generator
+        from precompute.demo.classifier import load_classifier
+        from precompute.demo.report import format_inversion
+        from precompute.encoder import load_encoder
+
+        metrics = evaluate_inversion(load_encoder(files[1]), load_generator(generator), load_classifier(classifier), n_eval)
+        click.echo(format_inversion(metrics))
+        files = finalize(load_encoder(files[1]), out, info["hparams"], metrics)
+    for path in files:
+        click.echo(f"wrote {path}")
+
+
+@requires("train")
 @main.command("sample-demo")
 @click.option("--generator", default="artifacts/demo/generator.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("-n", "n", default=32, show_default=True, type=click.IntRange(1, 256))
@@ -806,16 +992,21 @@ def sample_demo(generator, n, seed, truncation, out):
 @click.option("--classifier", default="artifacts/demo/classifier.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--clip", "clip_path", default="artifacts/demo/clip.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--generator", default="artifacts/demo/generator.json", show_default=True, type=click.Path(dir_okay=False))
-@click.option("--skip", multiple=True, type=click.Choice(["clip", "generator"]), help="Leave a model out (repeatable).")
+@click.option("--encoder", default="artifacts/demo/encoder.json", show_default=True, type=click.Path(dir_okay=False),
+              help="Its reconstructions of the first --inversions held-out renders (skipped while the file is absent).")
+@click.option("--skip", multiple=True, type=click.Choice(["clip", "generator", "encoder"]), help="Leave a model out (repeatable).")
 @click.option("-n", "n", default=2000, show_default=True, type=click.IntRange(1), help="Held-out renders.")
 @click.option("--samples", default=1000, show_default=True, type=click.IntRange(1), help="Generator samples.")
-def evaluate_demo_cmd(classifier, clip_path, generator, skip, n, samples):
-    """The demo world's quality bars (classifier and CLIP on held-out renders, generator samples) as
-    tables; exit 1 if a bar is missed."""
+@click.option("--inversions", default=1000, show_default=True, type=click.IntRange(1), help="Held-out renders inverted.")
+def evaluate_demo_cmd(classifier, clip_path, generator, encoder, skip, n, samples, inversions):
+    """The demo world's quality bars (classifier and CLIP on held-out renders, generator samples, encoder
+    reconstructions) as tables; exit 1 if a bar is missed."""
     from precompute.demo.report import evaluate_demo_models, failures, format_report
 
+    use_encoder = "encoder" not in skip and "generator" not in skip and Path(encoder).is_file()
     report = evaluate_demo_models(classifier, None if "clip" in skip else clip_path,
-                                  None if "generator" in skip else generator, n, samples)
+                                  None if "generator" in skip else generator, n, samples,
+                                  encoder=encoder if use_encoder else None, n_inversions=inversions)
     click.echo(format_report(report))
     if failures(report):
         sys.exit(1)
@@ -850,10 +1041,12 @@ def _floats(text: str, option: str) -> list[float]:
 @click.option("--demo-dir", default=str(DEMO_DIR), show_default=True, type=click.Path(file_okay=False),
               help="generator, clip, classifier, fs3.npy, s_stats.npz, mappers/.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2))
-@click.option("--out-dir", default="docs", show_default=True, type=click.Path(file_okay=False),
-              help="Writes edit_quality.md and edits/<edit>.png here (not for sweeps).")
+@click.option("--inverted", is_flag=True, help="Edit the W+ of N held-out renders inverted by the demo encoder "
+              "(DEMO_DIR/encoder.json) instead of sampled latents (--truncation then does not apply).")
+@click.option("--out-dir", type=click.Path(file_okay=False),
+              help="Writes edit_quality.md and edits/<edit>.png here (not for sweeps) [docs; docs/inverted with --inverted].")
 def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas, sweep_betas, strength, sweep_strengths,
-             steps, l2, clip_views, bundle, demo_dir, threads, out_dir):
+             steps, l2, clip_views, bundle, inverted, demo_dir, threads, out_dir):
     """Edit quality of methods A, B, C (success, preservation, geometry drift, s/edit) as a table and pictures."""
     import torch
 
@@ -869,8 +1062,10 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
     strengths = _floats(sweep_strengths, "--sweep-strengths") if sweep_strengths else []
     for s in strengths + ([] if strength is None else [strength]):  # the runtime's range, checked before the work
         ev.edit_math.check_range("mapper strength", s, ev.edit_math.STRENGTH_RANGE)
+    if inverted and (sweep_alphas or sweep_strengths):
+        raise click.UsageError("--inverted evaluates the edits' settings; sweeps choose them on sampled latents")
     world = ev.DemoWorld.load(demo_dir, need_global="C" in chosen or bool(sweep_alphas),
-                              need_mappers="B" in chosen or bool(sweep_strengths))
+                              need_mappers="B" in chosen or bool(sweep_strengths), need_encoder=inverted)
     if sweep_alphas or sweep_strengths:
         rows = []
         if sweep_alphas:
@@ -885,14 +1080,23 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
     from precompute.optimization import OptimizeConfig
 
     method_a = OptimizeConfig(steps=steps, l2=l2, clip_views=clip_views)
+    latents = ev.inverted_wplus(world.encoder, n, seed) if inverted else None
     rows, pictures = ev.evaluate_edits(world.gen, world.classifier, edits,
-                                       world.methods(chosen, default, method_a, bundle, strength), n, seed, truncation)
+                                       world.methods(chosen, default, method_a, bundle, strength), n, seed, truncation,
+                                       wplus=latents)
     click.echo(ev.format_table(rows))
     options = f" --steps {steps} --l2 {l2:g} --clip-views {clip_views}" if "A" in chosen else ""
     options += f" --edits '{edit_names}'" if edit_names else ""
     options += "".join(f" --{k} {v:g}" for k, v in (("alpha", alpha), ("beta", beta), ("strength", strength)) if v is not None)
-    context = (f"`python cli.py evaluate --methods {','.join(chosen)} -n {n} --seed {seed} --truncation {truncation}{options}"
-               f"{' --bundle ' + str(bundle) if bundle else ''}`: {n} latents per edit (seed {seed}, truncation {truncation}).")
+    if inverted:
+        context = (f"`python cli.py evaluate --inverted --methods {','.join(chosen)} -n {n} --seed {seed}{options}"
+                   f"{' --bundle ' + str(bundle) if bundle else ''}`: {n} held-out renders per edit (render seed "
+                   f"900001 + {seed}), inverted by the demo encoder; \"original\" is their reconstruction.")
+    else:
+        context = (f"`python cli.py evaluate --methods {','.join(chosen)} -n {n} --seed {seed} --truncation {truncation}"
+                   f"{options}{' --bundle ' + str(bundle) if bundle else ''}`: {n} latents per edit (seed {seed}, "
+                   f"truncation {truncation}).")
+    out_dir = out_dir or ("docs/inverted" if inverted else "docs")
     for path in ev.write_report(out_dir, rows, pictures, context):
         click.echo(f"wrote {path}")
 
@@ -991,7 +1195,10 @@ def web(bundle, out, serve, port, ort_dist):
               help="Use this bundle instead of the demo one (artifacts/bundles/demo, built when missing).")
 @click.pass_context
 def demo(ctx, out, seeds, bundle):
-    """The main job: build the demo bundle if missing (export + validate), then a grid of text edits."""
+    """The main job: build the demo bundle if missing (export + validate), then a grid of text edits
+    (sampled faces, and with an encoder one held-out render inverted last)."""
+    import numpy as np
+
     from precompute.demo.edits import DEMO_EDITS
 
     seed_list = parse_seeds(seeds)
@@ -1009,9 +1216,17 @@ def demo(ctx, out, seeds, bundle):
         click.echo(f"note: {DEFAULT_BUNDLE} records no tuned edit settings (exported by an older toolkit), so the "
                    "edits use the defaults; `python cli.py export` rebuilds it with the measured ones")
     wplus = editor.sample(seed_list)
+    lead = None
+    if editor.encoder:  # and one held-out render (a "photo" no model saw), inverted: the user's main path
+        from precompute.demo.render import render, sample_faces
+
+        photo = render(sample_faces(1, DEMO_PHOTO_SEED)[0])
+        wplus = np.concatenate([wplus, editor.invert(photo)])
+        lead = ("photo", "start", [None] * len(seed_list) + [photo])
     columns = [[editor.global_edit(e.target)] for e in DEMO_EDITS]  # the bundle's tuned settings
-    rows = write_comparison(editor, wplus, columns, [e.name for e in DEMO_EDITS], out, scale=2)
-    click.echo(f"wrote {out}: {len(rows)} faces x {len(DEMO_EDITS)} global-direction edits")
+    rows = write_comparison(editor, wplus, columns, [e.name for e in DEMO_EDITS], out, scale=2, lead=lead)
+    inverted = "; the last row starts from a held-out render inverted by the bundle's encoder" if lead else ""
+    click.echo(f"wrote {out}: {len(rows)} faces x {len(DEMO_EDITS)} global-direction edits{inverted}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ bandwidth are measured in the same run with the same threads: a large fp32 matmu
 large array copy (read + write), at the start and at the end; the better of the two is used.
 
 Whole edits go through `runtime.editor.Editor` (global direction with a cached and an uncached text
-direction, mapper) against the PyTorch models with the same numpy edit math. Peak memory per model
+direction, mapper; with an encoder, inverting uint8 pictures) against the PyTorch models with the same
+numpy edit math. Peak memory per model
 family is the growth of the resident set's high-water mark (/proc/self/status VmHWM, reset through
 /proc/self/clear_refs) while the family's sessions load and warm up, and while PyTorch warms up.
 """
@@ -45,7 +46,7 @@ from runtime.bundle import text_tokens, verify_file
 from runtime.editor import Editor, GlobalEdit, MapperEdit
 
 from .bundle import Models, load_sources
-from .graphs import InputSampler, clip_graphs, generator_graphs, mapper_graph
+from .graphs import InputSampler, clip_graphs, encoder_graph, generator_graphs, mapper_graph
 
 TEXT_BATCH = 2 * len(edit_math.TEMPLATES)  # one uncached text direction: 2 x 79 prompts in one call
 GD_EDIT = ("a face with purple hair", "a face")
@@ -57,6 +58,8 @@ CONTRIB_SAME_SHAPE = {("com.microsoft", "Attention"): 0}
 
 
 def family(graph: str) -> str:
+    if graph == "encoder":
+        return "encoder"
     if graph.startswith("mapper_"):
         return "mapper"
     return "clip" if graph.endswith("_encoder") else "generator"
@@ -435,9 +438,11 @@ class Bench:
         self.manifest = self.editor.manifest
         self.models = models or load_sources(sources_from_manifest(self.manifest))
         gen, clip = self.models.generator.eval(), self.models.clip.eval()
-        sampler = InputSampler(gen, clip)
+        sampler = self.models.sampler()
         specs = generator_graphs(gen, sampler) + clip_graphs(clip, sampler, True)
         specs += [mapper_graph(name, m, sampler) for name, m in self.models.mappers.items()]
+        if self.models.encoder is not None:
+            specs.append(encoder_graph(self.models.encoder, sampler))
         present = self.manifest["graphs"]
         unknown = sorted(set(graphs or ()) - set(present))
         if unknown:
@@ -513,12 +518,14 @@ class Bench:
             self.log(f"[{self.label}] matmul {samples[0][1]:.1f} GFLOP/s, copy {samples[0][2]:.1f} GB/s, "
                      f"{self.threads} thread(s)")
             rows, memory = [], []
-            for fam in ("generator", "mapper", "clip"):
+            for fam in ("generator", "mapper", "clip", "encoder"):
                 names = [g for g in self.specs if family(g) == fam]
                 if names:
                     fam_rows, mem = self.bench_family(fam, names)
                     rows += fam_rows
                     memory.append(mem)
+            if "encoder" in self.specs:  # the encoder's whole path (also with --graphs encoder)
+                rows += [self.bench_invert(b) for b in self.batches]
             if self.edits:
                 rows += self.bench_edits()
             if self.fs3_channels and self.manifest.get("global_directions"):
@@ -651,6 +658,8 @@ class Bench:
             return self.models.generator
         if fam == "clip":
             return self.models.clip.model
+        if fam == "encoder":
+            return self.models.encoder
         return self.models.mappers[graph.removeprefix("mapper_")]
 
     # --- whole edits ---
@@ -717,6 +726,22 @@ class Bench:
                                     self.cost(info["graph"], b) + self.cost("styles", b) + self.cost("synthesis", b)))
             self.log(f"[{self.label}] edits batch {b} done")
         return rows
+
+    def bench_invert(self, batch: int) -> Row:
+        """Editor.invert on uint8 pictures of the encoder's size (conversion included) vs the PyTorch encoder
+        on the same pictures (uint8 -> [-1, 1] in torch)."""
+        photos = self.specs["encoder"].sample(batch, self.rng)
+        pictures = np.round((photos + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
+        encoder = self.models.encoder.eval()
+
+        def torch_invert():
+            return encoder(torch.from_numpy(pictures).permute(0, 3, 1, 2).float() / 127.5 - 1).numpy()
+
+        with torch.inference_mode():
+            stats = self._time({"runtime": lambda: self.editor.invert(pictures), "torch": torch_invert},
+                               max(1, self.warmup))
+        return Row("edit", "invert (uint8 pictures -> W+)", batch, "fp32", stats["runtime"], stats["torch"],
+                   self.cost("encoder", batch))
 
     # --- precompute ---
     def bench_fs3(self) -> Row:

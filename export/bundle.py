@@ -17,8 +17,9 @@ import open_clip
 import torch
 from tqdm import tqdm
 
-from precompute.checkpoints import latent_avg_source, load_generator
+from precompute.checkpoints import latent_avg_source, load_generator, require_file
 from precompute.clip_model import load_clip
+from precompute.encoder import NORMALIZATION, RESIZE, load_encoder
 from precompute.mapper import load_mapper
 from runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST, replace_problem
 from runtime.edit_math import DEFAULT_ALPHA, DEFAULT_BETA, TEMPLATES
@@ -27,7 +28,7 @@ from runtime.files import atomic_path, read_npy, read_npz, sha256_file, slugify
 
 from . import __version__
 from .converters import OPSET, ExportError, convert_fp16, convert_int8, export_onnx, export_torchscript
-from .graphs import TRUNCATION, InputSampler, clip_graphs, generator_graphs, mapper_graph
+from .graphs import TRUNCATION, InputSampler, clip_graphs, encoder_graph, generator_graphs, mapper_graph
 from .tensorrt import build_engine, require_tensorrt
 
 EXAMPLE_BATCH = 2  # torch.export specializes dims whose example size is 0 or 1
@@ -51,6 +52,7 @@ class Sources:
     s_stats: Path | None = None  # .npz with flat `mean` and `std` over all style channels
     trust_pickle: bool = False
     edit_settings: dict = field(default_factory=dict)  # tuned settings per prompt (runtime/edit_settings.py)
+    encoder: Path | None = None  # e4e: our format (.json/.safetensors) or an official .pt checkpoint
 
 
 @dataclass
@@ -71,11 +73,15 @@ class Models:
     mappers: dict[str, torch.nn.Module]
     tables: dict[str, np.ndarray]
     edit_settings: dict  # checked, prompt keys normalized (runtime/edit_settings.py)
+    encoder: torch.nn.Module | None = None
+
+    def sampler(self) -> InputSampler:
+        return InputSampler(self.generator, self.clip, self.encoder.config.input_size if self.encoder else None)
 
 
 def demo_sources(demo_dir: Path) -> Sources:
-    """The shipped demo world (artifacts/demo): generator, CLIP, mappers, global-direction tables and the
-    demo edits' tuned settings (precompute/demo/edits.py)."""
+    """The shipped demo world (artifacts/demo): generator, CLIP, mappers, global-direction tables, the
+    encoder (when trained) and the demo edits' tuned settings (precompute/demo/edits.py)."""
     from precompute.demo.edits import DEMO_EDITS
 
     need = {"generator": demo_dir / "generator.json", "CLIP": demo_dir / "clip.json"}
@@ -87,7 +93,8 @@ def demo_sources(demo_dir: Path) -> Sources:
     has_gd = fs3.is_file() and stats.is_file()
     return Sources(need["generator"], need["CLIP"], None, sorted((demo_dir / "mappers").glob("*.json")),
                    fs3 if has_gd else None, stats if has_gd else None,
-                   edit_settings={e.target: e.tuned_settings() for e in DEMO_EDITS})
+                   edit_settings={e.target: e.tuned_settings() for e in DEMO_EDITS},
+                   encoder=demo_dir / "encoder.json" if (demo_dir / "encoder.json").is_file() else None)
 
 
 def mapper_name(path: Path) -> str:
@@ -110,12 +117,19 @@ def load_sources(src: Sources) -> Models:
         if (name := mapper_name(path)) in mappers:
             raise ValueError(f"two mappers are named {name!r}; rename one file")
         mappers[name] = mapper
+    encoder = None
+    if src.encoder is not None:
+        encoder = load_encoder(require_file(src.encoder, "encoder"), trust_pickle=src.trust_pickle)
+        if (encoder.n_latent, encoder.config.style_dim) != (gen.n_latent, gen.config.style_dim):
+            raise ValueError(f"encoder {src.encoder} gives W+ [{encoder.n_latent}, {encoder.config.style_dim}], the "
+                             f"generator's is [{gen.n_latent}, {gen.config.style_dim}]; pass the encoder trained for "
+                             "this generator")
     tables = {"latent_avg": gen.latent_avg.numpy().astype(np.float32)}
     if (src.fs3 is None) != (src.s_stats is None):
         raise ValueError("global directions need both --fs3 and --s-stats")
     if src.fs3 is not None:
         tables.update(read_direction_tables(src.fs3, src.s_stats, gen.layout, clip.embed_dim))
-    return Models(gen, clip, mappers, tables, edit_settings)
+    return Models(gen, clip, mappers, tables, edit_settings, encoder)
 
 
 def read_direction_tables(fs3_path, stats_path, layout, embed_dim) -> dict[str, np.ndarray]:
@@ -157,10 +171,12 @@ def export_bundle(out, src: Sources, options: ExportOptions = ExportOptions(), p
     trt_env = require_tensorrt() if options.tensorrt else None  # fail before any work
     models = load_sources(src)
     gen, clip = models.generator, models.clip
-    sampler = InputSampler(gen, clip)
+    sampler = models.sampler()
     specs = generator_graphs(gen, sampler)
     specs += [mapper_graph(name, m, sampler) for name, m in models.mappers.items()]
     specs += clip_graphs(clip, sampler, options.image_encoder)
+    if models.encoder is not None:
+        specs.append(encoder_graph(models.encoder, sampler))
     rng = np.random.default_rng(0)
     files, graphs = {}, {}
     with atomic_path(Path(out), is_dir=True, replace=replace_problem) as tmp:
@@ -223,6 +239,8 @@ def build_manifest(models: Models, src: Sources, options, graphs, files, tables,
     sources = {"generator": src.generator, "clip": src.clip, **{f"mapper_{n}": p for n, p in zip(models.mappers, src.mappers)}}
     if src.fs3 is not None:
         sources.update(fs3=src.fs3, s_stats=src.s_stats)
+    if src.encoder is not None:
+        sources["encoder"] = src.encoder
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -250,12 +268,21 @@ def build_manifest(models: Models, src: Sources, options, graphs, files, tables,
                    "enabled": m.config.enabled, "delta_scale": 0.1}
             for name, m in models.mappers.items()
         },
+        "encoder": None if models.encoder is None else encoder_section(models.encoder),
         "defaults": {"alpha": DEFAULT_ALPHA, "beta": DEFAULT_BETA, "truncation": TRUNCATION},
         "edit_settings": models.edit_settings,
         "graphs": graphs,
         "files": files,
         "validation": None,
     }
+
+
+def encoder_section(encoder) -> dict:
+    """What the runtime needs to turn a picture into the encoder's input (runtime/photos.py)."""
+    c = encoder.config
+    return {"graph": "encoder", "input_size": c.input_size, "n_latent": c.n_latent, "style_dim": c.style_dim,
+            "color": "RGB", "normalization": NORMALIZATION, "resize": RESIZE, "square": "required (or crop='center')",
+            "includes_latent_avg": True, "architecture": c.to_dict()}
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:

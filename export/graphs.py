@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from precompute.clip_model import Clip, text_embedding
+from precompute.encoder import Encoder4Editing
 from precompute.mapper import LatentMapper
 from precompute.stylegan2 import Generator
 
@@ -98,10 +99,11 @@ class _ImageEncoder(nn.Module):
 
 
 class InputSampler:
-    """Realistic graph inputs drawn from the models: z, W+ (truncated, per-row jitter), S, images, tokens."""
+    """Realistic graph inputs drawn from the models: z, W+ (truncated, per-row jitter), S, images, tokens,
+    and pictures for an encoder of `photo_size` px."""
 
-    def __init__(self, gen: Generator, clip: Clip | None = None):
-        self.gen, self.clip = gen, clip
+    def __init__(self, gen: Generator, clip: Clip | None = None, photo_size: int | None = None):
+        self.gen, self.clip, self.photo_size = gen, clip, photo_size
 
     @torch.no_grad()
     def z(self, batch, rng):
@@ -120,6 +122,15 @@ class InputSampler:
     @torch.no_grad()
     def images(self, batch, rng):
         return self.gen(torch.from_numpy(self.wplus(batch, rng))).numpy()
+
+    @torch.no_grad()
+    def photos(self, batch, rng):
+        """Generator images as an encoder takes them: clamped to [-1, 1], area-resized to its input size
+        and quantized to 8 bits, as a user's picture is."""
+        x = torch.from_numpy(self.images(batch, rng)).clamp(-1, 1)
+        if x.shape[-1] != self.photo_size:
+            x = torch.nn.functional.interpolate(x, size=(self.photo_size, self.photo_size), mode="area")
+        return (torch.round((x + 1) * 127.5) / 127.5 - 1).numpy()
 
     def tokens(self, batch, rng):
         words = ["a", "face", "with", "purple", "blonde", "hair", "smiling", "glasses", "blue", "eyes",
@@ -153,3 +164,8 @@ def clip_graphs(clip: Clip, sampler: InputSampler, image_encoder: bool) -> list[
     if image_encoder:
         specs.append(GraphSpec("image_encoder", _ImageEncoder(clip), "images", "image_embedding", "embedding", sampler.images))
     return specs
+
+
+def encoder_graph(encoder: Encoder4Editing, sampler: InputSampler) -> GraphSpec:
+    """Pictures [B, 3, S, S] in [-1, 1] -> W+ [B, n_latent, style_dim], latent_avg included."""
+    return GraphSpec("encoder", encoder.eval(), "image", "wplus", "latent", sampler.photos)

@@ -4,8 +4,9 @@
         have exactly the real compute, file sizes and numerics paths), fs3 with the official 5376 rows
   demo  the demo world's architectures (64 px generator, small open_clip at 64 px)
 
-Each preset also gets a latent mapper ("purple hair"), an fs3 table (random unit rows) and S
-statistics, so every graph and every kind of edit exists. `preset_bundle` builds the models and the
+Each preset also gets a latent mapper ("purple hair"), an fs3 table (random unit rows), S statistics and
+an e4e encoder (ffhq: e4e_ffhq_encode.pt's IR-SE-50 at 256 px, 18 rows, saved in e4e's checkpoint format;
+demo: the demo encoder's architecture), so every graph and every kind of edit exists. `preset_bundle` builds the models and the
 bundle once into a work folder and reuses them while the preset and the export options are unchanged.
 """
 from __future__ import annotations
@@ -19,7 +20,9 @@ import torch
 from precompute.stylegan2 import GeneratorConfig
 
 from precompute.demo.train_clip import DEMO_CLIP_CONFIG
+from precompute.demo.train_encoder import DEMO_ENCODER
 from precompute.demo.train_generator import DEMO_CONFIG
+from precompute.encoder import EncoderConfig
 
 from . import __version__
 from .bundle import ExportOptions, Sources, export_bundle
@@ -43,8 +46,9 @@ def preset_definition(preset: str) -> dict:
     """Everything that decides the preset's models (a change rebuilds them)."""
     if check_preset(preset) == "ffhq":
         return {"preset": preset, "generator": GeneratorConfig.rosinality(1024, 512, 8, 2).to_dict(),
-                "clip": FFHQ_CLIP, "fs3_rows": FFHQ_FS3_ROWS, "seed": 0}
-    return {"preset": preset, "generator": DEMO_GENERATOR.to_dict(), "clip": DEMO_CLIP, "fs3_rows": None, "seed": 0}
+                "clip": FFHQ_CLIP, "fs3_rows": FFHQ_FS3_ROWS, "encoder": EncoderConfig.official(18).to_dict(), "seed": 0}
+    return {"preset": preset, "generator": DEMO_GENERATOR.to_dict(), "clip": DEMO_CLIP, "fs3_rows": None,
+            "encoder": DEMO_ENCODER.to_dict(), "seed": 0}
 
 
 def write_models(work: Path, preset: str) -> Sources:
@@ -52,6 +56,7 @@ def write_models(work: Path, preset: str) -> Sources:
     import open_clip
 
     from precompute.checkpoints import save_rosinality
+    from precompute.encoder import Encoder4Editing, save_encoder
     from precompute.mapper import LatentMapper, MapperConfig, save_mapper
     from precompute.stylegan2 import Generator
 
@@ -82,8 +87,20 @@ def write_models(work: Path, preset: str) -> Sources:
     else:
         torch.save(clip.state_dict(), work / "clip.pt")
         clip_file = work / "clip.pt"
+    encoder = Encoder4Editing(EncoderConfig.official(gen.n_latent) if preset == "ffhq" else DEMO_ENCODER).eval()
+    with torch.no_grad():
+        encoder.latent_avg.copy_(gen.latent_avg.expand(gen.n_latent, -1))
+    if preset == "ffhq":  # e4e's own checkpoint layout, through the import an e4e user takes
+        state = {k: v for k, v in encoder.state_dict().items() if k != "latent_avg"}
+        torch.save({"state_dict": {f"encoder.{k}": v for k, v in state.items()},
+                    "opts": {"encoder_type": "Encoder4Editing", "stylegan_size": 1024, "start_from_latent_avg": True},
+                    "latent_avg": encoder.latent_avg.clone()}, work / "e4e.pt")
+        encoder_file = work / "e4e.pt"
+    else:
+        save_encoder(encoder, work / "encoder")
+        encoder_file = work / "encoder.json"
     return Sources(work / "generator.pt", clip_file, clip_name, [work / "purple_hair.json"], work / "fs3.npy",
-                   work / "s_stats.npz")
+                   work / "s_stats.npz", encoder=encoder_file)
 
 
 def _stamp(preset: str, options: ExportOptions) -> dict:

@@ -3,7 +3,8 @@
 For each graph and variant (fp32/fp16 ONNX, TorchScript, TensorRT) and each batch size, the same
 realistic inputs go through the PyTorch model and the exported graph; we record max abs error,
 relative L2 error and the domain metric (PSNR for images, min cosine for embeddings, max abs for
-latents), plus two end-to-end edits (global direction and mapper) compared image to image. Results
+latents), plus the end-to-end edits (global direction, each mapper, and with an encoder a picture
+inverted, edited and rendered) compared image to image. Results
 go into the manifest and into an HTML report with side-by-side images and error maps. Any failure is
 a failure: the command exits non-zero.
 """
@@ -25,7 +26,7 @@ from runtime.bundle import BundleError, load_table, text_tokens, verify_bundle, 
 from runtime.files import atomic_path, sha256_file
 
 from .bundle import Models, Sources, load_sources, write_manifest
-from .graphs import InputSampler, clip_graphs, generator_graphs, mapper_graph
+from .graphs import clip_graphs, encoder_graph, generator_graphs, mapper_graph
 
 # metric, threshold, whether larger is better; per precision and per kind of output
 TOLERANCES = {
@@ -142,7 +143,8 @@ def sources_from_manifest(manifest: dict) -> Sources:
             raise BundleError(f"the PyTorch source '{key}' at {path} changed since the export (sha256 differs)")
     mappers = [Path(e["path"]) for k, e in recorded.items() if k.startswith("mapper_")]
     get = lambda k: Path(recorded[k]["path"]) if k in recorded else None  # noqa: E731
-    return Sources(get("generator"), get("clip"), manifest["clip"]["name"], mappers, get("fs3"), get("s_stats"))
+    return Sources(get("generator"), get("clip"), manifest["clip"]["name"], mappers, get("fs3"), get("s_stats"),
+                   encoder=get("encoder"))
 
 
 # --- the checks ----------------------------------------------------------------------------------------
@@ -180,9 +182,11 @@ class Validator:
         self.manifest = verify_bundle(folder)
         self.models: Models = load_sources(sources_from_manifest(self.manifest))
         gen, clip = self.models.generator, self.models.clip
-        sampler = InputSampler(gen, clip)
+        sampler = self.models.sampler()
         specs = generator_graphs(gen, sampler) + clip_graphs(clip, sampler, "image_encoder" in self.manifest["graphs"])
         specs += [mapper_graph(name, m, sampler) for name, m in self.models.mappers.items()]
+        if self.models.encoder is not None:
+            specs.append(encoder_graph(self.models.encoder, sampler))
         self.specs = {s.name: s for s in specs}
         self.images: dict[str, tuple] = {}  # report pictures: name -> (ref, out)
 
@@ -237,6 +241,8 @@ class Validator:
         wplus = self.specs["styles"].sample(max(self.batches), rng)
         fp32 = {g: make_runner(self.folder, m, e["variants"]["fp32"]) for g, e in m["graphs"].items()}
         checks = []
+        if m.get("encoder"):
+            checks.append(self.invert_edit_check(fp32, rng))
         gd_ref = self._gd_reference(wplus) if m.get("global_directions") else None
         for variant in ("fp32", "int8"):
             runners = dict(fp32)
@@ -278,6 +284,24 @@ class Validator:
             ds_ref = edit_math.style_direction(r, beta, std, gen.layout)
             ref = gen.synthesis_flat(torch.from_numpy(edit_math.apply_edits(s_ref, [ds_ref], [edit_math.DEFAULT_ALPHA]))).numpy()
         return ref, beta
+
+    def invert_edit_check(self, onnx: dict, rng) -> Check:
+        """Pictures -> encoder -> an edit (the first mapper, else none) -> image, all-ONNX vs all-PyTorch."""
+        gen, m = self.models.generator, self.manifest
+        photos = self.specs["encoder"].sample(max(self.batches), rng)
+        mapper = next(iter(m["mappers"]), None)
+        with torch.no_grad():
+            w = self.models.encoder(torch.from_numpy(photos))
+            if mapper is not None:
+                w = self.models.mappers[mapper].edit(w)
+            ref = gen(w).numpy()
+        w_out = onnx["encoder"](photos)
+        if mapper is not None:
+            w_out = onnx[m["mappers"][mapper]["graph"]](w_out)
+        out = onnx["synthesis_wplus"](w_out)
+        name = f"edit:invert{f'_mapper_{mapper}' if mapper else ''}"
+        self.images[name] = (ref, out)
+        return _check(name, "fp32", len(photos), "image", ref, out)
 
     def run(self, report: bool = True) -> list[Check]:
         checks = self.graph_checks() + self.edit_checks()

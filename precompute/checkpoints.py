@@ -51,7 +51,9 @@ def torch_load(path, what: str, trust_pickle: bool = False, sha256: str | None =
     path = require_file(path, what)
     verify_sha256(path, sha256)
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        with warnings.catch_warnings():  # torch's notes on odd pickle protocols would add lines to our one error
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as err:
         if found := re.search(r"GLOBAL ([\w.]+)", str(err)):
             raise CheckpointError(
@@ -60,7 +62,7 @@ def torch_load(path, what: str, trust_pickle: bool = False, sha256: str | None =
                 "(trust_pickle=True), or re-save only its tensors."
             ) from None
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupted or another format)") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    except Exception as err:  # bytes that are no checkpoint make the unpickler fail in many ways (IndexError, ...)
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from None
 
 

@@ -1,7 +1,8 @@
 """Edit quality (DESIGN §8): one harness for methods A, B and C, through PyTorch and through the runtime.
 
-For an edit (target text, the attribute value it should set) over N sampled latents, the demo
-classifier — never used in any training loss — reads every image before and after:
+For an edit (target text, the attribute value it should set) over N sampled latents (or the W+ of N
+held-out renders inverted by the demo encoder: `inverted_wplus`), the demo classifier — never used in any
+training loss — reads every image before and after:
 success = share of the images without the target value that have it after the edit; preservation =
 share of the other attributes unchanged; geometry drift = mean |change| of the regressed geometry (in
 units of each value's range); plus seconds per edited image.
@@ -157,9 +158,11 @@ class DemoWorld:
     fs3: np.ndarray | None
     std: np.ndarray | None
     mappers: dict
+    encoder: object = None
 
     @classmethod
-    def load(cls, demo_dir, need_global: bool = True, need_mappers: bool = True) -> "DemoWorld":
+    def load(cls, demo_dir, need_global: bool = True, need_mappers: bool = True,
+             need_encoder: bool = False) -> "DemoWorld":
         from .checkpoints import load_generator
         from .clip_model import load_clip
         from .demo.classifier import load_classifier
@@ -179,7 +182,15 @@ class DemoWorld:
         mappers = {}
         if need_mappers:
             mappers = {p.stem: load_mapper(p) for p in sorted((d / "mappers").glob("*.json"))}
-        return cls(gen, load_clip(weights=d / "clip.json"), load_classifier(d / "classifier.json"), fs3, std, mappers)
+        encoder = None
+        if need_encoder:
+            from .encoder import load_encoder
+
+            if not (d / "encoder.json").is_file():
+                raise FileNotFoundError(f"{d / 'encoder.json'} is missing; make it with `python cli.py train-encoder`")
+            encoder = load_encoder(d / "encoder.json")
+        return cls(gen, load_clip(weights=d / "clip.json"), load_classifier(d / "classifier.json"), fs3, std, mappers,
+                   encoder)
 
     def methods(self, letters, default: tuple[float, float] | None, optimize, bundle=None,
                 strength: float | None = None) -> list:
@@ -241,13 +252,25 @@ def sample_wplus(gen, n: int, seed: int, psi: float) -> torch.Tensor:
         return gen.wplus_from_z(z, psi)
 
 
+def inverted_wplus(encoder, n: int, seed: int = 0) -> torch.Tensor:
+    """W+ of n held-out renders (render seed HELDOUT_SEED + seed; no model saw them) inverted by `encoder`."""
+    from .demo.render import sample_dataset
+    from .demo.train_encoder import invert_renders
+    from .demo.training import HELDOUT_SEED
+
+    return invert_renders(encoder, sample_dataset(n, HELDOUT_SEED + seed)[0])
+
+
 def evaluate_edits(gen, classifier, edits, methods, n: int = 200, seed: int = 0, psi: float = 0.7, batch: int = 100,
-                   examples: int = 6, progress: bool = True) -> tuple[list[dict], dict[str, list[list[np.ndarray]]]]:
+                   examples: int = 6, progress: bool = True,
+                   wplus: torch.Tensor | None = None) -> tuple[list[dict], dict[str, list[list[np.ndarray]]]]:
     """Rows of the quality table (one per edit and available method) and, per edit, example grid rows
-    (original, then each method's result)."""
+    (original, then each method's result). The latents: `wplus` when given (e.g. `inverted_wplus`), else n
+    sampled ones (seed, truncation psi); "original" is what the generator draws from them."""
     from tqdm.auto import tqdm
 
-    wplus = sample_wplus(gen, n, seed, psi)
+    wplus = sample_wplus(gen, n, seed, psi) if wplus is None else wplus
+    n = len(wplus)
     with torch.no_grad():
         originals = np.concatenate([to_uint8(gen(wplus[i:i + batch])) for i in range(0, n, batch)])
     before = read_faces(classifier, originals)

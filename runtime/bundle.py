@@ -162,6 +162,10 @@ def _expected_io(m: dict, name: str, total: int) -> tuple[list, list] | None:
     shapes = {"mapping": (["batch", g["style_dim"]], ["batch", g["style_dim"]]), "styles": (wplus, ["batch", total]),
               "synthesis": (["batch", total], image), "synthesis_wplus": (wplus, image),
               "text_encoder": (["batch", None], ["batch", m["clip"].get("embed_dim")])}
+    encoder = m.get("encoder")
+    if isinstance(encoder, dict) and name == encoder.get("graph"):
+        size = encoder.get("input_size")
+        return ["batch", 3, size, size], wplus
     if name.startswith("mapper_"):
         return wplus, wplus
     return shapes.get(name)
@@ -247,6 +251,7 @@ def _check_sections(m: dict, total: int) -> None:
     for name, info in (m.get("mappers") or {}).items():
         if not isinstance(info, dict) or not _is_text(info.get("prompt")) or info.get("graph") not in graphs:
             raise _Invalid(f"mapper {name!r} lacks its 'prompt' or its graph")
+    _check_encoder(m.get("encoder"), graphs)
     gd = m.get("global_directions")
     if gd is not None and not isinstance(gd, dict):
         raise _Invalid(f"its 'global_directions' section must be an object or null, got {_show(gd)}")
@@ -259,6 +264,24 @@ def _check_sections(m: dict, total: int) -> None:
         check_edit_settings(m.get("edit_settings") or {})  # optional section
     except ValueError as err:
         raise _Invalid(f"its 'edit_settings' section is invalid ({err})") from None
+
+
+E4E_NORMALIZATION = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}  # what runtime/photos.py applies
+
+
+def _check_encoder(encoder, graphs: dict) -> None:
+    """The optional e4e section: its graph, its input size, and the normalization this runtime applies."""
+    if encoder is None:
+        return
+    if not isinstance(encoder, dict):
+        raise _Invalid(f"its 'encoder' section must be an object or null, got {_show(encoder)}")
+    if encoder.get("graph") not in graphs:
+        raise _Invalid(f"its 'encoder' section names the graph {_show(encoder.get('graph'))}, which it lacks")
+    _need(encoder, "input_size", "'encoder' section", lambda v: _is_int(v, 16, 4096), "an image size of 16 to 4096")
+    norm = encoder.get("normalization")
+    if norm is not None and (not isinstance(norm, dict) or any(norm.get(k) != v for k, v in E4E_NORMALIZATION.items())):
+        raise _Invalid(f"its 'encoder' normalization is {_show(norm)}; this runtime applies e4e's "
+                       "Normalize(0.5, 0.5) (x / 127.5 - 1) only")
 
 
 # --- files -------------------------------------------------------------------------------------------

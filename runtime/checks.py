@@ -53,7 +53,8 @@ def real_array(name: str, value, shape_hint: str):
         raise ValueError(f"{name} must be an array {shape_hint} ({err})") from None
     if array.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, got {array.dtype} values")
-    return array.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, which the callers refuse by name
+        return array.astype(np.float32, copy=False)
 
 
 class ToolWarning(UserWarning):

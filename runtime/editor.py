@@ -5,6 +5,7 @@
     wplus = editor.sample([1, 2, 3])                      # W+ from seeds (truncation from the bundle)
     before = editor.render(wplus)                          # uint8 [3, H, W, 3]
     after = editor.edit(wplus, [GlobalEdit("a face with purple hair", "a face", alpha=4.1)])
+    mine = editor.invert(["me.png"])                       # a picture -> W+ (bundles with an encoder)
 
 Files are verified against the manifest's sha256 before their first use; graphs are opened lazily.
 One Editor may be shared by many threads: sessions are thread-safe and the caches are locked.
@@ -197,6 +198,38 @@ class Editor:
         w = self._chunked("mapping", z)
         w = self.latent_avg + np.float32(psi) * (w - self.latent_avg)
         return np.ascontiguousarray(np.repeat(w[:, None, :], self.n_latent, axis=1))
+
+    # --- pictures -> W+ (the bundle's e4e encoder) ---------------------------------------------------
+    @property
+    def encoder(self) -> dict | None:
+        """The manifest's encoder section (input size, normalization, resize filter), None without one."""
+        return self.manifest.get("encoder") or None
+
+    def _encoder_size(self) -> int:
+        if self.encoder is None:
+            raise BundleError("this bundle has no encoder, so it cannot invert pictures; export it with --encoder "
+                              "(the demo bundle has one when artifacts/demo/encoder.json exists)")
+        return int(self.encoder["input_size"])
+
+    def encoder_input(self, images, crop: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 [N, S, S, 3] as the encoder sees them, float32 [N, 3, S, S] in [-1, 1]); see runtime/photos.py."""
+        from .photos import prepare
+
+        return prepare(images, self._encoder_size(), crop)
+
+    def invert(self, images, crop: str | None = None) -> np.ndarray:
+        """Pictures -> W+ [N, n_latent, style_dim] (float32): paths, PIL images or uint8 arrays [H, W, 3] /
+        [B, H, W, 3]. Square pictures are resized to the encoder's size (PIL bilinear); a non-square one is
+        an error unless crop="center"."""
+        return self.encode(self.encoder_input(images, crop)[1])
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """Encoder inputs (float32 [N, 3, S, S] in [-1, 1], as `encoder_input` makes them) -> W+."""
+        size = self._encoder_size()
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1:] != (3, size, size) or not np.isfinite(x).all():
+            raise ValueError(f"encoder inputs must be finite float32 [N, 3, {size}, {size}], got {list(x.shape)}")
+        return self._chunked(self.encoder["graph"], x)
 
     def check_wplus(self, wplus) -> np.ndarray:
         return edit_math.check_wplus(wplus, self.n_latent, self.style_dim)

@@ -9,6 +9,7 @@ from precompute.checkpoints import save_generator
 from precompute.clip_model import Clip, save_clip
 from precompute.mapper import LatentMapper, MapperConfig, save_mapper
 from precompute.stylegan2 import GeneratorConfig
+from tests import e4e_reference
 from tests.conftest import make_generator
 from tests.test_clip import TINY, tiny_model
 
@@ -35,8 +36,10 @@ def write_random_models(folder: Path) -> dict[str, Path]:
     mapper = LatentMapper(MapperConfig(gen.n_latent, GEN_CONFIG.style_dim, prompt="purple hair"))
     save_mapper(mapper, folder / "purple_hair")
     write_global_tables(gen, folder, CLIP_CONFIG["embed_dim"], 512)
+    # e4e's official checkpoint layout (tests/e4e_reference.py), sized for this generator: W+ [8, 64]
+    e4e_reference.official_checkpoint(folder / "e4e.pt", gen.state_dict())
     return {"generator": folder / "gen.json", "clip": folder / "clip.json", "mapper": folder / "purple_hair.json",
-            "fs3": folder / "fs3.npy", "s_stats": folder / "s_stats.npz"}
+            "fs3": folder / "fs3.npy", "s_stats": folder / "s_stats.npz", "encoder": folder / "e4e.pt"}
 
 
 # Tuned settings the shared test bundle records (runtime/edit_settings.py): one global edit, the mapper's strength.
@@ -44,6 +47,7 @@ EDIT_SETTINGS = {"A face with  blue hair": {"neutral": "a face with hair", "alph
                  "purple hair": {"strength": 0.5}}
 
 
-def sources(models: dict[str, Path], mappers: bool = True) -> Sources:
+def sources(models: dict[str, Path], mappers: bool = True, encoder: bool = True) -> Sources:
     return Sources(models["generator"], models["clip"], None, [models["mapper"]] if mappers else [],
-                   models["fs3"], models["s_stats"], edit_settings=EDIT_SETTINGS)
+                   models["fs3"], models["s_stats"], edit_settings=EDIT_SETTINGS,
+                   encoder=models["encoder"] if encoder else None)

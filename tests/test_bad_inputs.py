@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 from pathlib import Path
@@ -24,7 +25,11 @@ import cli
 from runtime.bundle import BundleError
 from runtime.editor import Editor, GlobalEdit, MapperEdit
 
-N_CASES = {}  # filled by the parametrize lists below; test_corpus_size counts them
+
+
+def noise(n: int) -> bytes:
+    """n bytes of noise, the same on every run (a corpus case must not change between runs)."""
+    return random.Random(n).randbytes(n)
 
 
 def snapshot(folder: Path) -> dict:
@@ -88,7 +93,7 @@ LATENTS = {  # name -> (file bytes or a maker, expected message)
     "folder": ("dir", "is a (folder|directory)"),
     "fifo": ("fifo", "not a regular file"),
     "empty": (b"", "empty or truncated"),
-    "random bytes": (os.urandom(300), "not in .npy format"),
+    "random bytes": (noise(300), "not in .npy format"),
     "truncated": (npy_bytes(np.zeros((2, 8, 64), np.float32))[:300], "truncated"),
     "pickled objects": (npy_bytes(np.array([{"w": 1}], dtype=object)), "pickled Python objects"),
     "npz archive": ("npz", "is an .npz archive"),
@@ -295,7 +300,7 @@ def deep(m):
 
 TAMPERING = [  # (id, tamper(work), expected message)
     ("no manifest", lambda w: (w / "manifest.json").unlink(), "is not a bundle: manifest.json is missing"),
-    ("manifest random bytes", lambda w: (w / "manifest.json").write_bytes(os.urandom(200)), "is not valid JSON"),
+    ("manifest random bytes", lambda w: (w / "manifest.json").write_bytes(noise(200)), "is not valid JSON"),
     ("manifest a JSON list", lambda w: (w / "manifest.json").write_text("[1, 2]"), "is not a styleclip-edge-bundle manifest"),
     ("manifest nested too deeply", lambda w: (w / "manifest.json").write_text("[" * 100_000 + "]" * 100_000), "nested too deeply"),
     ("manifest huge", lambda w: os.truncate(w / "manifest.json", 65 << 20), "more than any manifest"),
@@ -357,12 +362,12 @@ TAMPERING = [  # (id, tamper(work), expected message)
     ("file now a pipe", replace_file("tables/latent_avg.npy", "fifo"), "not a regular file"),
     ("graph swapped, rehashed", swap_graph("mapping", "styles"), "graphs/mapping.onnx \\(mapping\\) names its input 'wplus', the manifest 'z'"),
     ("graph swapped, same io names", swap_graph("synthesis_wplus", "mapper_purple_hair"), "synthesis_wplus\\) names its output"),
-    ("graph random bytes, rehashed", replace_file("graphs/mapping.onnx", os.urandom(500)), "cannot be opened by onnxruntime"),
+    ("graph random bytes, rehashed", replace_file("graphs/mapping.onnx", noise(500)), "cannot be opened by onnxruntime"),
     ("table wrong shape, rehashed", replace_file("tables/latent_avg.npy", npy_bytes(np.zeros(63, np.float32))), "has shape \\[63\\]; the manifest implies \\[64\\]"),
     ("table pickled, rehashed", replace_file("tables/latent_avg.npy", npy_bytes(np.array([{}], dtype=object))), "pickled Python objects"),
     ("table huge header, rehashed", replace_file("tables/latent_avg.npy", huge_header()), "claims 476.8 GiB"),
     ("table strings, rehashed", replace_file("tables/latent_avg.npy", npy_bytes(np.full(64, "a"))), "not real numbers"),
-    ("tokenizer random bytes, rehashed", replace_file("tokenizer/bpe_simple_vocab_16e6.txt.gz", os.urandom(300)), "bpe_simple_vocab_16e6.txt.gz"),
+    ("tokenizer random bytes, rehashed", replace_file("tokenizer/bpe_simple_vocab_16e6.txt.gz", noise(300)), "bpe_simple_vocab_16e6.txt.gz"),
     ("tokenizer too short, rehashed", replace_file("tokenizer/bpe_simple_vocab_16e6.txt.gz", gzip.compress(b"#v\na b\n")), "bpe_simple_vocab_16e6.txt.gz"),
 ]
 
@@ -446,39 +451,39 @@ COMMANDS = [
     ("export into the current folder", None, ["export", "--generator", "{G}", "--clip", "{C}", "--out", "."], "--out . cannot be replaced"),
     ("export onto a file", _write("b", "x"), ["export", "--generator", "{G}", "--clip", "{C}", "--out", "b"], "'b' is a file"),
     ("export onto a link", lambda s, m: (s / "real").mkdir() or os.symlink("real", s / "b"), ["export", "--generator", "{G}", "--clip", "{C}", "--out", "b"], "exists and is not a folder"),
-    ("export onto a bundle with a foreign file", "bundle+foreign", ["export", "--generator", "{G}", "--clip", "{C}", "--out", "t"], "holds files its manifest does not list \\(my_notes.txt\\)"),
+    ("export onto a bundle with a foreign file", "bundle+foreign", ["export", "--generator", "{G}", "--clip", "{C}", "--out", "t"], "holds files this tool did not write \\(my_notes.txt\\)"),
     ("export without clip", None, ["export", "--generator", "{G}"], "pass both --generator and --clip"),
     ("export mapper without models", None, ["export", "--mapper", "{M}"], "need --generator and --clip"),
     ("export fs3 without s-stats", None, ["export", "--generator", "{G}", "--clip", "{C}", "--fs3", "{F}", "--out", "o"], "need both --fs3 and --s-stats"),
     ("generator missing", None, ["export", "--generator", "nope.json", "--clip", "{C}", "--out", "o"], "not found: nope.json"),
     ("generator a folder", _write("g.json", "dir"), ["export", "--generator", "g.json", "--clip", "{C}", "--out", "o"], "'g.json' is a directory"),
     ("generator a pipe", _write("g.json", "fifo"), ["export", "--generator", "g.json", "--clip", "{C}", "--out", "o"], "not a regular file"),
-    ("generator json random bytes", _write("g.json", os.urandom(100)), ["export", "--generator", "g.json", "--clip", "{C}", "--out", "o"], "g.json is not a valid stylegan2-generator config"),
+    ("generator json random bytes", _write("g.json", noise(100)), ["export", "--generator", "g.json", "--clip", "{C}", "--out", "o"], "g.json is not a valid stylegan2-generator config"),
     ("generator json a list", _write("g.json", "[1]"), ["export", "--generator", "g.json", "--clip", "{C}", "--out", "o"], "holds a JSON list, not a stylegan2-generator config"),
     ("generator json of a mapper", _write("x.json", _copy("mapper")), ["export", "--generator", "x.json", "--clip", "{C}", "--out", "o"], None),
-    ("generator weights random bytes", _write("g.json", _model_pair("stylegan2-generator", os.urandom(64))), ["export", "--generator", "g.json", "--clip", "{C}", "--out", "o"], "g.safetensors is not a valid safetensors file"),
+    ("generator weights random bytes", _write("g.json", _model_pair("stylegan2-generator", noise(64))), ["export", "--generator", "g.json", "--clip", "{C}", "--out", "o"], "g.safetensors is not a valid safetensors file"),
     ("generator weights escape", _write("g.json", lambda p, m: p.write_text(json.dumps({"kind": "stylegan2-generator", "format_version": 1, "weights": "../x.safetensors", "sha256": "0" * 64, "config": {}}))), ["export", "--generator", "g.json", "--clip", "{C}", "--out", "o"], "'weights' must name a file beside it"),
     ("generator no weights", _write("g.json", _model_pair("stylegan2-generator", {}, {"size": 32, "style_dim": 64, "n_mlp": 3, "channels": {"4": 32, "8": 32, "16": 16, "32": 8}})), ["export", "--generator", "g.json", "--clip", "{C}", "--out", "o"], "missing keys"),
     ("generator config wrong types", _write("g.json", _model_pair("stylegan2-generator", {}, {"size": "32", "style_dim": 64, "n_mlp": 3, "channels": []})), ["export", "--generator", "g.json", "--clip", "{C}", "--out", "o"], "invalid generator config"),
-    ("pt random bytes", _write("g.pt", os.urandom(200)), ["export", "--generator", "g.pt", "--clip", "{C}", "--out", "o"], "not a readable PyTorch checkpoint"),
+    ("pt random bytes", _write("g.pt", noise(200)), ["export", "--generator", "g.pt", "--clip", "{C}", "--out", "o"], "not a readable PyTorch checkpoint"),
     ("pt a list", _write("g.pt", _torch_file([1, 2])), ["export", "--generator", "g.pt", "--clip", "{C}", "--out", "o"], "holds a list, expected a dict with 'g_ema'"),
     ("pt g_ema not a state dict", _write("g.pt", _torch_file({"g_ema": [1, 2]})), ["export", "--generator", "g.pt", "--clip", "{C}", "--out", "o"], "holds a list, not a generator state dict"),
     ("pt g_ema with non-tensors", _write("g.pt", _torch_file({"g_ema": {"style.1.weight": "x"}})), ["export", "--generator", "g.pt", "--clip", "{C}", "--out", "o"], "not a rosinality StyleGAN2 generator"),
     ("pt discriminator", _write("g.pt", _torch_file({"d": {"final_linear.0.weight": torch.zeros(1)}})), ["export", "--generator", "g.pt", "--clip", "{C}", "--out", "o"], "discriminator-only"),
     ("pt pickled code", _write("g.pt", _torch_file({"g_ema": {}, "args": Path("x")})), ["export", "--generator", "g.pt", "--clip", "{C}", "--out", "o"], "pass --trust-pickle"),
     ("clip missing", None, ["export", "--generator", "{G}", "--clip", "nope.pt", "--out", "o"], "not found"),
-    ("clip random bytes", _write("c.pt", os.urandom(100)), ["export", "--generator", "{G}", "--clip", "c.pt", "--clip-name", "ViT-B-32", "--out", "o"], "c.pt"),
+    ("clip random bytes", _write("c.pt", noise(100)), ["export", "--generator", "{G}", "--clip", "c.pt", "--clip-name", "ViT-B-32", "--out", "o"], "c.pt"),
     ("mapper with no weights", _write("m.json", _model_pair("latent-mapper", {}, {"n_latent": 8, "style_dim": 64, "prompt": "p"})), ["export", "--generator", "{G}", "--clip", "{C}", "--mapper", "m.json", "--out", "o"], "missing keys"),
     ("mapper config a list", _write("m.json", _model_pair("latent-mapper", {}, [1])), ["export", "--generator", "{G}", "--clip", "{C}", "--mapper", "m.json", "--out", "o"], "'config' must be an object"),
     ("mapper is a generator file", _write("x.json", _copy("generator")), ["export", "--generator", "{G}", "--clip", "{C}", "--mapper", "x.json", "--out", "o"], "describes a 'stylegan2-generator', not a 'latent-mapper'"),
     ("fs3 object array", _write("f.npy", npy_bytes(np.array([{}], dtype=object))), ["export", "--generator", "{G}", "--clip", "{C}", "--fs3", "f.npy", "--s-stats", "{S}", "--out", "o"], "pickled Python objects"),
     ("fs3 wrong shape", _write("f.npy", npy_bytes(np.zeros((3, 3), np.float32))), ["export", "--generator", "{G}", "--clip", "{C}", "--fs3", "f.npy", "--s-stats", "{S}", "--out", "o"], "has shape \\(3, 3\\)"),
     ("s-stats missing std", _write("s.npz", lambda p, m: np.savez(p, mean=np.zeros(3))), ["export", "--generator", "{G}", "--clip", "{C}", "--fs3", "{F}", "--s-stats", "s.npz", "--out", "o"], "lacks 'std'"),
-    ("s-stats not a zip", _write("s.npz", os.urandom(100)), ["export", "--generator", "{G}", "--clip", "{C}", "--fs3", "{F}", "--s-stats", "s.npz", "--out", "o"], "not an .npz archive"),
+    ("s-stats not a zip", _write("s.npz", noise(100)), ["export", "--generator", "{G}", "--clip", "{C}", "--fs3", "{F}", "--s-stats", "s.npz", "--out", "o"], "not an .npz archive"),
     ("s-stats wrong size", _write("s.npz", lambda p, m: np.savez(p, mean=np.zeros(3), std=np.ones(3))), ["export", "--generator", "{G}", "--clip", "{C}", "--fs3", "{F}", "--s-stats", "s.npz", "--out", "o"], "must hold flat mean/std of 256 channels"),
     ("s-stats object arrays", _write("s.npz", lambda p, m: np.savez(p, mean=np.array([{}], dtype=object), std=np.ones(3))), ["export", "--generator", "{G}", "--clip", "{C}", "--fs3", "{F}", "--s-stats", "s.npz", "--out", "o"], "'mean' holds object"),
     ("edit settings a list", _write("e.json", "[1]"), ["export", "--generator", "{G}", "--clip", "{C}", "--edit-settings", "e.json", "--out", "o"], "edit settings must map prompts"),
-    ("edit settings random bytes", _write("e.json", os.urandom(50)), ["export", "--generator", "{G}", "--clip", "{C}", "--edit-settings", "e.json", "--out", "o"], "cannot read e.json as JSON"),
+    ("edit settings random bytes", _write("e.json", noise(50)), ["export", "--generator", "{G}", "--clip", "{C}", "--edit-settings", "e.json", "--out", "o"], "cannot read e.json as JSON"),
     ("edit settings unknown key", _write("e.json", '{"a face": {"colour": 1}}'), ["export", "--generator", "{G}", "--clip", "{C}", "--edit-settings", "e.json", "--out", "o"], "unknown key"),
     ("edit settings alpha string", _write("e.json", '{"a face": {"alpha": "5"}}'), ["export", "--generator", "{G}", "--clip", "{C}", "--edit-settings", "e.json", "--out", "o"], "alpha must be a number"),
     ("convert sha256 not hex", None, ["convert", "{G}", "out", "--sha256", "00"], "expected a sha256 of 64 hex digits"),
@@ -487,7 +492,7 @@ COMMANDS = [
     ("convert onto a user's weights", _write("out.safetensors", "x"), ["convert", "{G}", "out"], "out.safetensors exists and was not written"),
     ("inspect missing", None, ["inspect", "nope.pt"], "not found: nope.pt"),
     ("inspect a folder", _write("d.pt", "dir"), ["inspect", "d.pt"], "'d.pt' is a directory"),
-    ("import-mapper random bytes", _write("m.pt", os.urandom(100)), ["import-mapper", "m.pt", "o"], "not a readable PyTorch checkpoint"),
+    ("import-mapper random bytes", _write("m.pt", noise(100)), ["import-mapper", "m.pt", "o"], "not a readable PyTorch checkpoint"),
     ("import-mapper a list", _write("m.pt", _torch_file([1])), ["import-mapper", "m.pt", "o"], "not a StyleCLIP mapper checkpoint"),
     ("import-mapper an encoder", _write("m.pt", _torch_file({"state_dict": {"encoder.x": torch.zeros(1)}})), ["import-mapper", "m.pt", "o"], "looks like an e4e/pSp encoder"),
     ("import-mapper non-tensor weights", _write("m.pt", _torch_file({"state_dict": {"mapper.course_mapping.mapping.1.weight": "x"}})), ["import-mapper", "m.pt", "o"], "no mapper weight matrices"),
@@ -497,6 +502,10 @@ COMMANDS = [
     ("fs3 out suffix", None, ["fs3", "--generator", "{G}", "--clip", "{C}", "--out", "f.txt"], "must end in .npy"),
     ("fs3 bad shard", None, ["fs3", "--generator", "{G}", "--clip", "{C}", "--shard", "3/2"], "need 0 <= i < n"),
     ("fs3-merge onto a user's npy", _write("fs3.npy", npy_bytes(np.zeros(2))), ["fs3-merge", "--workdir", "w", "--shards", "1"], "fs3.npy exists and was not written"),
+    ("fs3 workers without ray", None, ["fs3", "--generator", "{G}", "--clip", "{C}", "--workers", "2"], "--workers.*needs --ray"),
+    ("fs3 ray and a shard", None, ["fs3", "--generator", "{G}", "--clip", "{C}", "--ray", "--shard", "0/2"], "leave --shard out"),
+    ("fs3 ray without threads", None, ["fs3", "--generator", "{G}", "--clip", "{C}", "--ray", "--threads", "0"], "thread count"),
+    ("fs3-merge no unit parts", _write("w/x", "x"), ["fs3-merge", "--workdir", "w"], "no unit parts .* merge with --shards n"),
     ("validate a folder that is no bundle", _write("b/x", "x"), ["validate", "b"], "is not a bundle"),
     ("bench out suffix", None, ["bench", "--out", "b.txt"], "must end in .md"),
     ("bench onto a user's notes", _write("notes.md", "# my notes"), ["bench", "--out", "notes.md"], "notes.md exists and was not written"),
@@ -508,6 +517,13 @@ COMMANDS = [
     ("evaluate unknown method", None, ["evaluate", "--methods", "D"], "choose from A, B, C"),
     ("sample-demo zero", None, ["sample-demo", "-n", "0"], "0 is not in the range"),
     ("demo seeds", None, ["demo", "--seed", "a", "--bundle", "{B}"], "non-negative integers or ranges"),
+    ("invert a pipe", _write("p.png", "fifo"), ["invert", "p.png", "--bundle", "{B}", "--out", "w.npy"], "not a regular file"),
+    ("invert a huge picture", _write("big.png", lambda p, m: __import__("PIL.Image").Image.new("L", (9000, 9000)).save(p)), ["invert", "big.png", "--bundle", "{B}", "--out", "w.npy"], "more than the 80 megapixels"),
+    ("invert noise", _write("x.png", noise(100)), ["invert", "x.png", "--bundle", "{B}", "--out", "w.npy"], "not an image PIL can read"),
+    ("invert missing picture", None, ["invert", "nope.png", "--bundle", "{B}", "--out", "w.npy"], "not found: nope.png"),
+    ("invert onto a user's npy", _write("w.npy", npy_bytes(np.zeros(2))), ["invert", "x.png", "--bundle", "{B}", "--out", "w.npy"], "w.npy exists and was not written"),
+    ("invert recon onto a photo", lambda s, m: _photo(s), ["invert", "photo.png", "--bundle", "{B}", "--out", "w.npy", "--recon", "photo.png"], "photo.png exists and was not written"),
+    ("edit image with seeds", lambda s, m: _photo(s), ["edit", "a smiling face", "--image", "photo.png", "--seed", "3", "--bundle", "{B}", "--out", "x.png"], "--image replaces --seed"),
 ]
 
 

@@ -68,13 +68,14 @@ def result_row(result, name, batch, variant):
 def test_edits_fs3_memory_hardware_and_report(result, tmp_path):
     edits = {(r.name, r.batch): r for r in result.rows if r.section == "edit"}
     assert set(edits) == {(name, b) for b in (1, 2) for name in
-                          ("GD cached text", f"GD uncached text ({TEXT_BATCH} prompts)", "mapper purple_hair")}
+                          ("GD cached text", f"GD uncached text ({TEXT_BATCH} prompts)", "mapper purple_hair",
+                           "invert (uint8 pictures -> W+)")}
     for row in edits.values():
         assert row.runtime.median > 0 and row.ratio > 0 and row.floor_s > 0
     assert math.isfinite(edits[("GD cached text", 1)].extra["beyond_synthesis_pct"])
     (fs3,) = [r for r in result.rows if r.section == "precompute"]
     assert fs3.extra["channels_per_s"] > 0
-    assert {m.family for m in result.memory} == {"generator", "mapper", "clip"}
+    assert {m.family for m in result.memory} == {"generator", "mapper", "clip", "encoder"}
     assert all(m.runtime_weights_mb > 0 and m.torch_weights_mb > 0 and m.runtime_peak_mb >= 0 for m in result.memory)
     assert result.hardware.matmul_gflops > 0 and result.hardware.bandwidth_gbs > 0 and len(result.hardware.samples) == 2
     assert result.machine["threads"] == 1 and result.machine["cpu"]

@@ -63,6 +63,9 @@ def demo_dir(tmp_path_factory):
     save_mapper(LatentMapper(MapperConfig(gen.n_latent, GEN64.style_dim, prompt="a face with purple hair")),
                 d / "mappers" / "purple_hair")
     write_global_tables(gen, d, CLIP_CONFIG["embed_dim"], 256)
+    from precompute.encoder import Encoder4Editing, EncoderConfig, save_encoder
+    save_encoder(Encoder4Editing(EncoderConfig(64, (1, 1, 1, 1), (16, 16, 16, 16), gen.n_latent, GEN64.style_dim)).eval(),
+                 d / "encoder")
     return d
 
 
@@ -112,6 +115,25 @@ def test_cli_evaluate_and_sweep(demo_dir, tmp_path):
     assert result.exit_code == 2 and "mapper strength must be a number in [-5.0, 5.0]" in result.output
     result = runner.invoke(main, ["evaluate", "--demo-dir", str(tmp_path / "nothing"), "-n", "2"])
     assert result.exit_code == 2 and "error:" in result.output and "train-generator" in result.output
+
+
+def test_cli_evaluate_inverted_renders(demo_dir, tmp_path):
+    from precompute.demo.render import sample_dataset
+    from precompute.demo.train_encoder import invert_renders
+    from precompute.demo.training import HELDOUT_SEED
+    from precompute.encoder import load_encoder
+
+    wplus = ev.inverted_wplus(load_encoder(demo_dir / "encoder.json"), 3, seed=1)
+    expected = invert_renders(load_encoder(demo_dir / "encoder.json"), sample_dataset(3, HELDOUT_SEED + 1)[0])
+    assert torch.equal(wplus, expected) and wplus.shape == (3, 10, 32)
+    result = CliRunner().invoke(main, ["evaluate", "--inverted", "--methods", "C,B", "--edits", "purple hair", "-n", "3",
+                                       "--threads", "1", "--demo-dir", str(demo_dir), "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "edit_quality.md").read_text()
+    assert "evaluate --inverted --methods C,B -n 3" in report and "inverted by the demo encoder" in report
+    assert "| purple hair | B mapper |" in report
+    result = CliRunner().invoke(main, ["evaluate", "--inverted", "--demo-dir", str(tmp_path), "-n", "2"])
+    assert result.exit_code == 2 and "error:" in result.output
 
 
 def test_runtime_methods_match_pytorch_at_the_chosen_strength(demo_dir, tmp_path):

@@ -32,7 +32,7 @@ def validated(bundle):
 def test_manifest_describes_everything(bundle):
     m = verify_bundle(bundle)
     assert set(m["graphs"]) == {"mapping", "styles", "synthesis", "synthesis_wplus", "mapper_purple_hair",
-                                "text_encoder", "image_encoder"}
+                                "text_encoder", "image_encoder", "encoder"}
     assert m["graphs"]["synthesis"]["inputs"] == [{"name": "styles", "shape": ["batch", 256], "dtype": "float32"}]
     assert m["graphs"]["synthesis"]["outputs"][0]["shape"] == ["batch", 3, 32, 32]
     assert m["graphs"]["text_encoder"]["inputs"][0]["shape"] == ["batch", "length"]  # padding can be cut
@@ -42,6 +42,10 @@ def test_manifest_describes_everything(bundle):
     assert len(m["templates"]) == 79 and m["defaults"]["alpha"] == 4.1
     assert m["mappers"]["purple_hair"]["prompt"] == "purple hair"
     assert m["global_directions"]["fs3_rows"] == 168
+    assert m["encoder"]["input_size"] == 64 and m["encoder"]["resize"] == "bilinear"
+    assert m["encoder"]["normalization"] == {"mean": [0.5] * 3, "std": [0.5] * 3, "range": [-1.0, 1.0]}
+    assert m["graphs"]["encoder"]["inputs"] == [{"name": "image", "shape": ["batch", 3, 64, 64], "dtype": "float32"}]
+    assert m["graphs"]["encoder"]["outputs"][0]["shape"] == ["batch", 8, 64]
     assert m["producer"]["opset"] >= 18 and m["producer"]["torch"]
     for rel, entry in m["files"].items():
         assert (bundle / rel).stat().st_size == entry["size"] and len(entry["sha256"]) == 64

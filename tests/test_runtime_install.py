@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import cli
@@ -20,7 +21,7 @@ import cli
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / "build" / "runtime-venv"
 BASE = ("numpy", "onnxruntime", "pillow", "click", "regex", "ftfy")  # pyproject.toml's dependencies
-RUNTIME_COMMANDS = {"edit", "demo", "web"}
+RUNTIME_COMMANDS = {"edit", "demo", "web", "invert"}
 # Each command that needs an extra, with the least arguments that get it past parsing.
 MINIMAL = {
     "inspect": ["g.pt"], "convert": ["g.pt", "out"], "import-mapper": ["m.pt", "out"], "export": [],
@@ -29,6 +30,7 @@ MINIMAL = {
     "import-styleclip": ["--fs3", "f.npy", "--s-mean-std", "s.pkl", "--generator", "g.json", "--out", "o"],
     "train-mapper": ["a face with purple hair"], "optimize": ["a face with purple hair"], "train-classifier": [],
     "train-clip": [], "sample-demo": [], "evaluate-demo": [], "evaluate": [], "bench": [],
+    "import-encoder": ["e.pt", "out"], "train-encoder": [],
 }
 
 
@@ -89,18 +91,25 @@ def test_help_groups_commands_by_what_they_need(venv, tmp_path):
 
 @pytest.mark.parametrize("args", [
     ["edit", "a face with blue hair", "--seed", "1,2"],
+    ["edit", "a face with blue hair", "--image", "{photo}"],
+    ["invert", "{photo}", "--recon", "r.png", "--out-npy"],
     ["edit", "purple hair", "--method", "mapper", "--seed", "3", "--sweep", "0,1"],
     ["demo", "--seed", "1,2"],
 ])
 def test_runtime_commands_give_the_same_png_bytes(venv, bundle, tmp_path, args):
+    from PIL import Image
+
     outputs = []
     for label, env in (("runtime-only", venv), ("full", None)):
         work = tmp_path / label
         work.mkdir()
-        res = run(env, [*args, "--bundle", bundle, "--out", "x.png"], work)
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(work / "me.png")
+        out = ["--out", "w.npy"] if "--out-npy" in args else ["--out", "x.png"]
+        argv = [a.replace("{photo}", "me.png") for a in args if a != "--out-npy"]
+        res = run(env, [*argv, "--bundle", bundle, *out], work)
         assert res.returncode == 0 and "Traceback" not in res.stderr, (label, res.stderr)
-        outputs.append((work / "x.png").read_bytes())
-    assert outputs[0] == outputs[1]
+        outputs.append([(work / name).read_bytes() for name in ("x.png", "r.png", "w.npy") if (work / name).exists()])
+    assert outputs[0] == outputs[1] and outputs[0]
 
 
 def test_web_from_an_installed_wheel_says_it_needs_a_checkout(venv, bundle, tmp_path):

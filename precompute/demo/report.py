@@ -15,13 +15,17 @@ CONFIDENT_BAR = 0.90            # share of samples the classifier is confident a
 FREQUENCY_RANGE = (0.5, 2.0)    # every attribute value's frequency / its prior frequency
 INTENDED_BAR = 0.90             # classifier agrees with the intended value (z_to_face), every attribute
 CLIP_SAMPLES_BAR = 0.85         # CLIP zero-shot mean on samples, labelled by the classifier
+# The encoder's reconstructions of held-out renders (issue 16):
+INVERSION_MARGIN = 0.05         # same value read on render and reconstruction >= the generator's "intended" - this
+INVERSION_R2_BAR = 0.80         # geometry read on the reconstruction vs on the render, every value
 
 
 def evaluate_demo_models(classifier=DEMO_DIR / "classifier.json", clip=DEMO_DIR / "clip.json",
                          generator=DEMO_DIR / "generator.json", n: int = 2000, n_samples: int = 1000,
-                         seed: int = HELDOUT_SEED) -> dict:
-    """Classifier accuracy / R^2 and CLIP zero-shot accuracy on the same `n` held-out renders, and the
-    generator's bars on `n_samples` samples (they need the classifier). A path may be None to skip it."""
+                         seed: int = HELDOUT_SEED, encoder=None, n_inversions: int = 1000) -> dict:
+    """Classifier accuracy / R^2 and CLIP zero-shot accuracy on the same `n` held-out renders, the
+    generator's bars on `n_samples` samples (they need the classifier) and, with `encoder`, its
+    reconstructions of the first `n_inversions` of those renders. A path may be None to skip it."""
     from .classifier import evaluate_classifier, load_classifier
     from .train_clip import load_demo_clip, zero_shot_eval
 
@@ -38,6 +42,14 @@ def evaluate_demo_models(classifier=DEMO_DIR / "classifier.json", clip=DEMO_DIR 
             raise ValueError("evaluating the generator needs the classifier")
         from ..checkpoints import load_generator
         out["generator"] = evaluate_generator(load_generator(generator), clf, model, n_samples, seed)
+    if encoder is not None:
+        if clf is None or generator is None:
+            raise ValueError("evaluating the encoder needs the classifier and the generator")
+        from ..checkpoints import load_generator
+        from ..encoder import load_encoder
+        from .train_encoder import evaluate_inversion
+        out["inversion"] = evaluate_inversion(load_encoder(encoder), load_generator(generator), clf,
+                                              min(n_inversions, n), seed, data=data)
     return out
 
 
@@ -91,7 +103,37 @@ def failures(report: dict) -> list[str]:
                    for name, v in g["intended"].items() if v < INTENDED_BAR]
         if "clip" in g and g["clip"]["mean"] < CLIP_SAMPLES_BAR:
             missed.append(f"CLIP zero-shot mean on generator samples {g['clip']['mean']:.4f} < {CLIP_SAMPLES_BAR}")
+    inv = report.get("inversion")
+    if inv:
+        if g:
+            missed += [f"encoder: {name} read the same on {v:.4f} of reconstructions < the generator's intended "
+                       f"{g['intended'][name]:.4f} - {INVERSION_MARGIN}"
+                       for name, v in inv["agreement"].items() if v < g["intended"][name] - INVERSION_MARGIN]
+        missed += [f"encoder: {name} R2 {v:.4f} < {INVERSION_R2_BAR}" for name, v in inv["r2"].items() if v < INVERSION_R2_BAR]
     return missed
+
+
+def format_inversion(inv: dict, intended: dict | None = None) -> str:
+    """The encoder's table: agreement per attribute (with the generator's "intended" and the bar when
+    given), geometry R^2, PSNR."""
+    ref = "generator_agreement" in inv  # the generator drawing each render's intended w, no encoder
+    head = (f"{'attribute':<12} {'same value':>10}" + (f" {'G(intended w)':>13}" if ref else "")
+            + (f" {'intended':>10} {'bar':>8}" if intended else ""))
+    lines = [f"encoder reconstructions of {inv['n']} held-out renders (seed {inv['seed']}); G(intended w): the "
+             "generator drawing each render's own parameters' w", head, "-" * len(head)]
+    for name in ATTRIBUTE_NAMES:
+        row = f"{name:<12} {inv['agreement'][name]:>10.4f}" + (f" {inv['generator_agreement'][name]:>13.4f}" if ref else "")
+        if intended:
+            row += f" {intended[name]:>10.4f} {intended[name] - INVERSION_MARGIN:>8.4f}"
+        lines.append(row)
+    lines.append(f"{'all':<12} {inv['agreement_all']:>10.4f}" + (f" {inv['generator_agreement_all']:>13.4f}" if ref else ""))
+    lines += ["", f"{'geometry':<12} {'R2 recon vs render':>18}" + (f" {'G(intended w)':>13}" if ref else ""), "-" * 45]
+    lines += [f"{name:<12} {inv['r2'][name]:>18.4f}" + (f" {inv['generator_r2'][name]:>13.4f}" if ref else "")
+              for name in GEOMETRY_NAMES]
+    lines += [f"{'mean':<12} {inv['r2_mean']:>18.4f}" + (f" {inv['generator_r2_mean']:>13.4f}" if ref else ""), "",
+              f"PSNR render vs reconstruction: mean {inv['psnr']:.2f} dB, p10 {inv['psnr_p10']:.2f} dB"
+              + (f" (G(intended w): {inv['generator_psnr']:.2f} dB, p10 {inv['generator_psnr_p10']:.2f} dB)" if ref else "")]
+    return "\n".join(lines)
 
 
 def format_report(report: dict) -> str:
@@ -128,6 +170,8 @@ def format_report(report: dict) -> str:
         row = f"{'all / mean':<12} {g['confident_all']:>10.4f} {g['intended_all']:>10.4f} {'':>20}"
         row += f" {g['clip']['mean']:>15.4f}" if "clip" in g else ""
         lines.append(row)
+    if report.get("inversion"):
+        lines += ["", format_inversion(report["inversion"], g["intended"] if g else None)]
     missed = failures(report)
     lines += ["", "bars: classifier accuracy >= {:.2f} each, geometry R2 >= {:.2f} each, CLIP zero-shot mean >= {:.2f}"
               .format(CLASSIFIER_ACCURACY_BAR, GEOMETRY_R2_BAR, CLIP_ZERO_SHOT_BAR)]
@@ -135,5 +179,8 @@ def format_report(report: dict) -> str:
         lines.append(f"      generator: confident on every attribute >= {CONFIDENT_BAR:.2f} of samples, value frequencies "
                      f"{FREQUENCY_RANGE[0]}x..{FREQUENCY_RANGE[1]}x the prior, intended >= {INTENDED_BAR:.2f} each, "
                      f"CLIP on samples >= {CLIP_SAMPLES_BAR:.2f}")
+    if report.get("inversion"):
+        lines.append(f"      encoder: same value on the reconstruction >= the generator's intended - {INVERSION_MARGIN} "
+                     f"each, geometry R2 >= {INVERSION_R2_BAR:.2f} each")
     lines += [f"MISSED: {m}" for m in missed] or ["all bars met"]
     return "\n".join(lines)
