@@ -4,8 +4,8 @@ For every graph of a bundle and every batch, the same input (drawn by `graphs.In
 export and validation do) goes to the runtime's session (the runtime's own session options: all graph
 optimizations, intra-op threads = torch threads) and to the PyTorch module that was exported
 (`torch.inference_mode()`, the same thread count). After warm-up the candidates run interleaved, in
-alternating order (A B C, C B A, ...), with a short pause between calls so neither side's spinning
-worker threads eat into the other's time. Rows give median and p10-p90 of the runtime and of PyTorch,
+alternating order (A B C, C B A, ...), with a pause between calls long enough that neither side's
+spinning worker threads eat into the other's time. Rows give median and p10-p90 of the runtime and of PyTorch,
 the ratio torch / runtime, items per second, and the floor:
 
   floor = max(FLOPs / matmul peak, minimum bytes / memory bandwidth)
@@ -50,7 +50,10 @@ from .graphs import InputSampler, clip_graphs, encoder_graph, generator_graphs, 
 
 TEXT_BATCH = 2 * len(edit_math.TEMPLATES)  # one uncached text direction: 2 x 79 prompts in one call
 GD_EDIT = ("a face with purple hair", "a face")
-PAUSE_S = 0.002  # between timed calls
+# Between timed calls: onnxruntime's intra-op threads keep spinning for 20-50 ms after a run, so with 2 ms
+# another session's or PyTorch's run lost both cores to them (ViT-B-32 text encoder batch 1: 9 ms alone,
+# 18-22 ms interleaved with pauses of 2-20 ms, 9.9 ms with 50 ms; docs/benchmarks.md).
+PAUSE_S = 0.05
 UNCUT = "fp32 uncut"  # text encoder variant row: all context_length ids, padding included
 MAC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "MatMulInteger", "ConvInteger", "Attention")
 # Contrib ops our graphs use, which ONNX shape inference does not know: output 0 has the shape of this input.
@@ -627,7 +630,7 @@ class Bench:
             target = verify_file(self.folder, self.manifest, entry["file"]) if entry else plain or \
                 verify_file(self.folder, self.manifest, variants["fp32"]["file"])
             for precision, name in (("fp32", "openvino"), ("bf16", "openvino bf16")):
-                runners[name], files[name] = openvino_runner(target, self.threads, precision), target
+                runners[name], files[name] = openvino_runner(target, self.threads, openvino_module.graph_precision(graph, precision)), target
         return runners, files
 
     def plain_graph(self, graph: str) -> Path:

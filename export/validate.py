@@ -225,11 +225,11 @@ class Validator:
         variants = self.manifest["graphs"][graph]["variants"]
         if variant not in ("openvino", OPENVINO_BF16) or not self.on_openvino:
             return make_runner(self.folder, self.manifest, variants[variant])
-        from runtime.openvino import OpenVinoSession
+        from runtime.openvino import OpenVinoSession, graph_precision
 
         entry = variants.get("openvino") or variants["fp32"]
         session = OpenVinoSession(verify_file(self.folder, self.manifest, entry["file"]),
-                                  "bf16" if variant == OPENVINO_BF16 else "fp32")
+                                  graph_precision(graph, "bf16" if variant == OPENVINO_BF16 else "fp32"))
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: x})[0]
 

@@ -168,7 +168,7 @@ class Editor:
                 path = verify_file(self.folder, self.manifest, variant["file"])
                 try:
                     if self.device == "openvino":
-                        session = openvino.OpenVinoSession(path, self.precision, self.threads)
+                        session = openvino.OpenVinoSession(path, openvino.graph_precision(graph, self.precision), self.threads)
                     else:
                         session = ort.InferenceSession(str(path), self.options, providers=self.providers)
                 except Exception as err:  # onnxruntime and OpenVINO raise their own types for unreadable graphs

@@ -13,7 +13,16 @@ import threading
 from dataclasses import dataclass
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # Editor precision -> OpenVINO inference precision hint
+# bf16 where it pays: the convolution and transformer graphs (about 2x, docs/benchmarks.md). The MLP graphs
+# (mapping, styles, mappers) gain nothing at their size, and the 8-layer mapping network drifts in bf16
+# (relative error 1.2% on the demo generator, over validation's 1%), so they stay f32.
+BF16_GRAPHS = frozenset({"synthesis", "synthesis_wplus", "text_encoder", "image_encoder", "encoder"})
 _TYPES = {"f32": "tensor(float)", "f16": "tensor(float16)", "i64": "tensor(int64)", "i32": "tensor(int32)"}
+
+
+def graph_precision(graph: str, precision: str) -> str:
+    """The precision OpenVINO runs `graph` in when the Editor asks for `precision`."""
+    return precision if precision != "bf16" or graph in BF16_GRAPHS else "fp32"
 
 
 def available() -> bool:
@@ -43,6 +52,7 @@ class OpenVinoSession:
 
         if precision not in PRECISIONS:
             raise ValueError(f"OpenVINO runs precision fp32 or bf16, got {precision!r}")
+        self.precision = precision
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISIONS[precision]}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads

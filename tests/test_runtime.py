@@ -411,6 +411,9 @@ def test_openvino_device_edits_like_the_cpu_one(bundle):
     edit = GlobalEdit("a face with purple hair")
     ref = cpu.edit(w, edit)
     assert type(ov.session("synthesis")).__name__ == "OpenVinoSession"
+    opened = {g: bf16.session(g).precision for g in ("mapping", "styles", "synthesis", "text_encoder", "mapper_purple_hair")}
+    assert opened == {"mapping": "fp32", "styles": "fp32", "synthesis": "bf16", "text_encoder": "bf16",
+                      "mapper_purple_hair": "fp32"}  # bf16 only where it pays (openvino.BF16_GRAPHS)
     assert np.abs(ov.edit(w, edit).astype(int) - ref).max() <= 1  # uint8 rounding of 1e-5 differences
     diff = np.abs(bf16.edit(w, edit).astype(int) - ref)
     assert 0 < diff.mean() < 3
