@@ -1161,7 +1161,7 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
 @main.command()
 @click.argument("bundle", required=False, type=click.Path(file_okay=False))
 @click.option("--out", default=str(_BASE / "build" / "web"), show_default="build/web", type=click.Path(file_okay=False),
-              help="Site folder (replaced only if it is a site this command wrote, or empty).")
+              help="Site folder (replaced only if it is a site this command wrote).")
 @click.option("--serve", is_flag=True, help="Then serve the site on http://127.0.0.1:PORT/ until Ctrl-C.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port for --serve (0: any free one).")
 @click.option("--ort-dist", type=click.Path(file_okay=False),

@@ -9,8 +9,8 @@ fast and whose Col2Im is a reference implementation); everything else is the sam
   output phase (even/odd row x even/odd column) with the 1x1, 1x2, 2x1 and 2x2 taps cut from the 3x3:
   9 taps, the transposed conv's FLOPs. onnxruntime's CPU provider runs them in its blocked NCHWc
   kernels; its ConvTranspose (im2col GEMM + col2im) ran at less than half that speed on the large maps.
-  The phases are interleaved by stacking (Concat along a new last axis, then along rows): onnxruntime's
-  DepthToSpace copies at a fifth of the speed of a Concat (docs/benchmarks.md).
+  The phases are interleaved by Col2Im (`F.fold`, 2x2 kernel, stride 2: one copy): onnxruntime's
+  DepthToSpace copies at a fifth of the speed of a Concat, and two stacking Concats cost more (docs/benchmarks.md).
 - The [1,3,3,1] blur stays a depthwise pass on the interleaved map: merged into the phases it would
   make every phase read 3x3 taps of every input channel (4x the FLOPs) to save one depthwise pass.
 - ToRGB's 1x1 modulated convolution is one batched MatMul with per-sample weights W * s ([B, 3, C]),

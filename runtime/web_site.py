@@ -9,7 +9,7 @@ crypto.subtle before it uses it.
 
 Needs numpy, the bundle and the runtime's text packages only (no torch, no onnx). The site is written
 to a temporary sibling and renamed into place; an existing folder at the destination is replaced only
-when it is a site this tool wrote (or empty).
+when it is a site this tool wrote (an empty folder of someone else's is not).
 """
 from __future__ import annotations
 
@@ -62,17 +62,16 @@ def ort_dist(folder=None) -> Path:
 
 
 def replace_problem(out: Path) -> str | None:
-    """Why an existing folder at `out` must not be replaced by a new site, or None: only an empty folder
-    or a site this tool wrote, holding nothing but the files it lists, is replaced."""
-    if not any(out.iterdir()):
-        return None
+    """Why an existing folder at `out` must not be replaced by a new site, or None: only a site this tool
+    wrote, holding nothing but the files it lists, is replaced (a user's empty folder may be a mount point
+    or carry permissions a web server needs: it is refused like any other)."""
     try:
         site = json.loads((out / SITE_MANIFEST).read_text())
     except (OSError, ValueError, RecursionError):
         site = None
     if not isinstance(site, dict) or site.get("format") != SITE_FORMAT:
         return (f"it is not a site written by `cli.py web` (no {SITE_MANIFEST} of ours); choose another --out or "
-                "empty it yourself")
+                "remove it yourself")
     return foreign_files_problem(out, set(site.get("files") or {}) | {SITE_MANIFEST, "index.html"})
 
 

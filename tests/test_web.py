@@ -301,6 +301,12 @@ def test_site_never_replaces_what_it_did_not_write(site, tmp_path, demo_bundle):
     with pytest.raises(WebSiteError, match="not a site written by"):
         build_site(demo_bundle, mine)
     assert [p.name for p in mine.iterdir()] == ["holiday.jpg"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    inode = empty.stat().st_ino
+    with pytest.raises(WebSiteError, match="not a site written by"):
+        build_site(demo_bundle, empty)  # someone's empty folder is theirs too
+    assert empty.stat().st_ino == inode and not any(empty.iterdir())
     (tmp_path / "file").write_text("x")
     with pytest.raises(WebSiteError, match="not a folder"):
         check_destination(tmp_path / "file")
