@@ -41,6 +41,14 @@ def choice(name: str, value, options) -> str:
     return value
 
 
+def items(name: str, value, expected: str, refused: tuple = ()) -> list:
+    """An iterable (not a string, bytes, dict or one of `refused`) as a list; else a TypeError saying that
+    `name` must be `expected`."""
+    if isinstance(value, (str, bytes, dict, *refused)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+    return list(value)
+
+
 def real_array(name: str, value, shape_hint: str):
     """`value` as a float32 numpy array; TypeError for None, strings, objects, booleans or complex numbers."""
     import numpy as np

@@ -80,9 +80,7 @@ def _edit_list(edits, name: str) -> list:
     """One edit or an iterable of them, as a list; anything else is a TypeError naming the argument."""
     if isinstance(edits, (GlobalEdit, MapperEdit)):
         return [edits]
-    if isinstance(edits, (str, bytes, dict)) or not hasattr(edits, "__iter__"):
-        raise TypeError(f"{name} must be a GlobalEdit, a MapperEdit or a list of them, got {type(edits).__name__}")
-    edits = list(edits)
+    edits = checks.items(name, edits, "a GlobalEdit, a MapperEdit or a list of them")
     for e in edits:
         if not isinstance(e, (GlobalEdit, MapperEdit)):
             raise TypeError(f"{name} must hold GlobalEdit or MapperEdit objects, got {type(e).__name__} {e!r}")
@@ -186,9 +184,7 @@ class Editor:
     # --- latents ----------------------------------------------------------------------------------
     def sample(self, seeds, truncation: float | None = None) -> np.ndarray:
         """W+ [N, n_latent, style_dim] for integer seeds: z ~ N(0, I) per seed, mapped, truncated."""
-        if isinstance(seeds, (str, bytes, dict)) or not isinstance(seeds, (int, np.integer)) and not hasattr(seeds, "__iter__"):
-            raise TypeError(f"seeds must be an integer or a list of integers, got {type(seeds).__name__} {seeds!r}")
-        seeds = [seeds] if isinstance(seeds, (int, np.integer)) else list(seeds)
+        seeds = [seeds] if isinstance(seeds, (int, np.integer)) else checks.items("seeds", seeds, "an integer or a list of integers")
         if not seeds:
             raise ValueError("seeds is empty; pass at least one seed")
         seeds = [checks.integer("each seed", s, 0) for s in seeds]
@@ -364,8 +360,7 @@ class Editor:
     def comparison(self, wplus, columns: list) -> list[list[np.ndarray]]:
         """Rows per latent: the original, then the result of each column's edits (a sweep or variants)."""
         wplus = self.check_wplus(wplus)
-        if isinstance(columns, (str, bytes, dict, GlobalEdit, MapperEdit)) or not hasattr(columns, "__iter__"):
-            raise TypeError(f"columns must be a list with one edit (or list of edits) per column, got {type(columns).__name__}")
-        columns = [_edit_list(c, "each column") for c in columns]
+        columns = [_edit_list(c, "each column") for c in checks.items(
+            "columns", columns, "a list with one edit (or list of edits) per column", (GlobalEdit, MapperEdit))]
         results = [self.render(wplus)] + [self.edit(wplus, edits) for edits in columns]
         return [[r[i] for r in results] for i in range(len(wplus))]

@@ -138,9 +138,8 @@ def foreign_files_problem(folder, listed, spare: tuple[str, ...] = ()) -> str | 
     """Why replacing our own `folder` would lose someone's files: those not in `listed` (paths relative to
     it, '/'-separated) and not under a top-level folder in `spare`; None when there are none."""
     folder = Path(folder)
-    foreign = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                     if not p.is_dir() and p.relative_to(folder).as_posix() not in listed
-                     and p.relative_to(folder).parts[0] not in spare)
+    inside = (p.relative_to(folder) for p in folder.rglob("*") if not p.is_dir())
+    foreign = sorted(r.as_posix() for r in inside if r.as_posix() not in listed and r.parts[0] not in spare)
     if not foreign:
         return None
     more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
