@@ -314,9 +314,10 @@ def parse_float(text: str, option: str) -> float:
         raise click.BadParameter(f"expected one number, got {text!r}", param_hint=option) from None
 
 
-def parse_floats(text: str, option: str) -> list[float]:
+def parse_floats(text: str, option: str, skip_blank: bool = False) -> list[float]:
+    """Comma-separated numbers; `skip_blank`: empty parts ("1,,2", a trailing comma) are ignored."""
     try:
-        return [float(v) for v in text.split(",")]
+        return [float(v) for v in text.split(",") if not skip_blank or v.strip()]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from None
 
@@ -1013,13 +1014,6 @@ def evaluate_demo_cmd(classifier, clip_path, generator, encoder, skip, n, sample
 
 
 # --- edit quality: methods A, B, C on the demo world (precompute/edit_eval.py, DESIGN §8) --------------
-def _floats(text: str, option: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from None
-
-
 @requires("train")
 @main.command()
 @click.option("--methods", default="C,B,A", show_default=True, help="Comma-separated: A optimize, B mapper, C global.")
@@ -1059,7 +1053,7 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
     edits = ev.find_edits([e.strip() for e in edit_names.split(",")]) if edit_names else list(ev.DEMO_EDITS)
     if bool(sweep_alphas) != bool(sweep_betas):
         raise click.UsageError("--sweep-alphas and --sweep-betas go together")
-    strengths = _floats(sweep_strengths, "--sweep-strengths") if sweep_strengths else []
+    strengths = parse_floats(sweep_strengths, "--sweep-strengths", skip_blank=True) if sweep_strengths else []
     for s in strengths + ([] if strength is None else [strength]):  # the runtime's range, checked before the work
         ev.edit_math.check_range("mapper strength", s, ev.edit_math.STRENGTH_RANGE)
     if inverted and (sweep_alphas or sweep_strengths):
@@ -1069,8 +1063,8 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
     if sweep_alphas or sweep_strengths:
         rows = []
         if sweep_alphas:
-            rows += ev.sweep_global(world, edits, _floats(sweep_alphas, "--sweep-alphas"),
-                                    _floats(sweep_betas, "--sweep-betas"), n, seed, truncation)
+            rows += ev.sweep_global(world, edits, parse_floats(sweep_alphas, "--sweep-alphas", skip_blank=True),
+                                    parse_floats(sweep_betas, "--sweep-betas", skip_blank=True), n, seed, truncation)
         if sweep_strengths:
             rows += ev.sweep_mappers(world, edits, strengths, n, seed, truncation)
         click.echo(ev.format_table(rows))
