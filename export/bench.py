@@ -47,6 +47,7 @@ from runtime.editor import Editor, GlobalEdit, MapperEdit
 
 from .bundle import Models, load_sources
 from .graphs import InputSampler, clip_graphs, encoder_graph, generator_graphs, mapper_graph
+from .validate import openvino_runner, sources_from_manifest
 
 TEXT_BATCH = 2 * len(edit_math.TEMPLATES)  # one uncached text direction: 2 x 79 prompts in one call
 GD_EDIT = ("a face with purple hair", "a face")
@@ -423,8 +424,6 @@ class Bench:
                  fs3_channels: int = 2, hardware_sizes=(2048, 512), seed: int = 0, label: str | None = None,
                  profile: bool = False, reference_graphs: bool = True, openvino: bool | None = None,
                  log: Callable[[str], None] = lambda _: None):
-        from .validate import sources_from_manifest
-
         self.folder = Path(bundle)
         self.threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
         self.batches = sorted(set(int(b) for b in batches))
@@ -483,13 +482,8 @@ class Bench:
 
     def session(self, graph: str, variant: str):
         """A session with the runtime's own options and providers (as Editor.session makes them)."""
-        import onnxruntime as ort
-
         entry = self.manifest["graphs"][graph]["variants"][variant]
-        path = verify_file(self.folder, self.manifest, entry["file"])
-        sess = ort.InferenceSession(str(path), self.editor.options, providers=self.editor.providers)
-        name = sess.get_inputs()[0].name
-        return lambda x: sess.run(None, {name: x})[0]
+        return self.file_session(verify_file(self.folder, self.manifest, entry["file"]))
 
     def torchscript(self, graph: str):
         import warnings
@@ -630,7 +624,8 @@ class Bench:
             target = verify_file(self.folder, self.manifest, entry["file"]) if entry else plain or \
                 verify_file(self.folder, self.manifest, variants["fp32"]["file"])
             for precision, name in (("fp32", "openvino"), ("bf16", "openvino bf16")):
-                runners[name], files[name] = openvino_runner(target, self.threads, openvino_module.graph_precision(graph, precision)), target
+                runners[name] = openvino_runner(target, openvino_module.graph_precision(graph, precision), self.threads)
+                files[name] = target
         return runners, files
 
     def plain_graph(self, graph: str) -> Path:
@@ -650,6 +645,7 @@ class Bench:
         return path
 
     def file_session(self, path: Path):
+        """A graph file in a session with the runtime's own options and providers."""
         import onnxruntime as ort
 
         sess = ort.InferenceSession(str(path), self.editor.options, providers=self.editor.providers)
@@ -778,15 +774,6 @@ def fs3_seconds_per_image(gen, clip, mean, std, channels: int = 2, n_images: int
     if d1 == d0:
         raise ValueError("need at least two channel groups to time; raise the channel count")
     return (t1 - t0) / ((d1 - d0) * 2 * n_images)
-
-
-def openvino_runner(path: Path, threads: int, precision: str = "fp32"):
-    """An ONNX graph as Editor(device="openvino") runs it (runtime/openvino.py)."""
-    from runtime.openvino import OpenVinoSession
-
-    session = OpenVinoSession(path, precision, threads)
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})[0]
 
 
 def bench_bundle(bundle, models: Models | None = None, batches=(1, 8), repeats: int = 20, warmup: int = 2,

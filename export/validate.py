@@ -90,6 +90,15 @@ def _onnx_runner(path: Path):
     return lambda x: sess.run(None, {name: x})[0]
 
 
+def openvino_runner(path: Path, precision: str = "fp32", threads: int | None = None):
+    """An ONNX graph as Editor(device="openvino") runs it (runtime/openvino.py), in `precision`."""
+    from runtime.openvino import OpenVinoSession
+
+    session = OpenVinoSession(path, precision, threads)
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
 def _torchscript_runner(path: Path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": we test it anyway
@@ -225,13 +234,11 @@ class Validator:
         variants = self.manifest["graphs"][graph]["variants"]
         if variant not in ("openvino", OPENVINO_BF16) or not self.on_openvino:
             return make_runner(self.folder, self.manifest, variants[variant])
-        from runtime.openvino import OpenVinoSession, graph_precision
+        from runtime.openvino import graph_precision
 
         entry = variants.get("openvino") or variants["fp32"]
-        session = OpenVinoSession(verify_file(self.folder, self.manifest, entry["file"]),
-                                  graph_precision(graph, "bf16" if variant == OPENVINO_BF16 else "fp32"))
-        name = session.get_inputs()[0].name
-        return lambda x: session.run(None, {name: x})[0]
+        return openvino_runner(verify_file(self.folder, self.manifest, entry["file"]),
+                               graph_precision(graph, "bf16" if variant == OPENVINO_BF16 else "fp32"))
 
     def edit_checks(self) -> list[Check]:
         """Whole edits vs PyTorch, compared on the final images: with the fp32 graphs, and again with the
