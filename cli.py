@@ -23,8 +23,9 @@ USER_ERRORS = (ValueError, OSError, MemoryError)
 
 # What each optional extra brings (module names), for the check that runs before a command needs them.
 EXTRAS = {"train": ("torch", "torchvision", "open_clip", "onnx", "onnxscript", "safetensors", "tqdm"),
-          "distributed": ("ray",)}
+          "distributed": ("ray",), "align": ("dlib", "scipy")}
 SECTIONS = (("runtime", "Edit with a bundle (the base install)"),
+            ("align", "Real photos: find and align faces (need the [align] extra)"),
             ("train", "Train, precompute, export, validate, benchmark (need the [train] extra)"))
 
 
@@ -198,6 +199,23 @@ def import_encoder(checkpoint, output, trust_pickle):
     click.echo(f"e4e encoder: {c.input_size} px, IR-SE units {list(c.units)}, widths {list(c.widths)}, "
                f"W+ [{c.n_latent}, {c.style_dim}] (latent_avg included)")
     for path in save_encoder(encoder, output, {"source": str(Path(checkpoint).name)}):
+        click.echo(f"wrote {path}")
+
+
+@requires("train")
+@main.command("import-identity")
+@click.argument("pth", type=click.Path(dir_okay=False))
+@click.argument("out_stem", type=Output(stem=True))
+@click.option("--trust-pickle", is_flag=True, help="Allow a full unpickle (runs code from the file; trusted files only).")
+def import_identity(pth, out_stem, trust_pickle):
+    """Import ArcFace IR-SE-50 (model_ir_se50.pth), the identity network of StyleCLIP, e4e and pSp."""
+    from precompute.identity import load_identity, save_identity
+
+    net = load_identity(pth, trust_pickle=trust_pickle)  # a .json/.safetensors of ours is checked too
+    c = net.config
+    click.echo(f"identity network: IR-SE units {list(c.units)}, widths {list(c.widths)}, {c.input_size} px face crop "
+               f"-> {c.embedding} features")
+    for path in save_identity(net, out_stem, {"source": str(Path(pth).name)}):
         click.echo(f"wrote {path}")
 
 
@@ -408,25 +426,131 @@ def fit(image, size: int):
     return resize(image, size)
 
 
+def _align_options(f):
+    """--align, --faces, --landmarks: real photos, aligned the FFHQ / e4e way before the encoder sees them."""
+    for option in reversed([
+        click.option("--align", "align_", is_flag=True,
+                     help="Find the face in each photo and crop it the FFHQ/e4e way at the encoder's input size "
+                          "(needs the [align] extra)."),
+        click.option("--faces", type=click.Choice(["best", "all"]),
+                     help="With --align: the best-scoring face of each photo, or every face [best]."),
+        click.option("--landmarks", type=click.Path(dir_okay=False),
+                     help="With --align: dlib's shape_predictor_68_face_landmarks.dat [face-recognition-models' copy, "
+                          "else /usr/share/dlib's]."),
+    ]):
+        f = option(f)
+    return f
+
+
+def check_align_options(align_, faces, landmarks, crop) -> None:
+    if (faces or landmarks) and not align_:
+        raise click.UsageError("--faces and --landmarks apply to --align")
+    if align_ and crop:
+        raise click.UsageError("--align makes the crop itself; leave out --crop")
+    if align_:
+        require_extra("align", "--align")
+
+
+def encoder_pictures(editor, images, crop, align_, faces, landmarks):
+    """(the aligned faces or None, uint8 pictures as the encoder sees them, encoder inputs): every picture is
+    read, checked (and aligned) before anything is written."""
+    if not align_:
+        return (None, *editor.encoder_input(list(images), crop))
+    from runtime.align import align_photo, read_photo
+
+    photos = [read_photo(p) for p in images]  # every file checked before the slower detection
+    found = [f for photo in photos for f in align_photo(photo, editor.encoder_size(), faces or "best",
+                                                        landmarks=landmarks)]
+    return (found, *editor.encoder_input([f.crop for f in found]))
+
+
+def aligned_lead(found, seen, own: str, side: int):
+    """The grid's lead columns for pictures: photo (face outlined) | crop, or the input alone."""
+    if found is None:
+        return ["input"], own, [[p] for p in seen]
+    from runtime.align import overview
+
+    return ["photo", "crop"], own, [[overview(f.photo, [f.aligned.quad], side), f.crop] for f in found]
+
+
+@requires("align")
+@main.command()
+@click.argument("photos", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the crops and their JSON sidecars.")
+@click.option("--size", default=256, show_default=True, type=click.IntRange(16, 4096), help="Crop side in pixels.")
+@click.option("--transform-size", type=click.IntRange(16, 8192),
+              help="Sample the quad at this size, then resize to --size (FFHQ's own crops: --size 1024 "
+                   "--transform-size 4096) [--size: e4e's way].")
+@click.option("--faces", default="best", show_default=True, type=click.Choice(["best", "all"]),
+              help="The best-scoring face (OUT/<stem>.png) or every face (OUT/<stem>_<k>.png, k by score).")
+@click.option("--landmarks", type=click.Path(dir_okay=False),
+              help="dlib's shape_predictor_68_face_landmarks.dat [face-recognition-models' copy, else /usr/share/dlib's].")
+def align(photos, out, size, transform_size, faces, landmarks):
+    """Find faces in photos and write FFHQ-aligned crops (e4e's recipe) with JSON sidecars: the quad in photo
+    pixels, the 68 landmarks, the detection, the photo's sha256 and size. Feed the crops to `invert`/`edit
+    --image`, or use `--align` there."""
+    import json
+
+    from runtime.align import align_photo, read_photo
+    from runtime.files import atomic_path, check_output
+    from runtime.images import save_png
+    from PIL import Image
+
+    if transform_size is not None and transform_size < size:
+        raise click.BadParameter(f"must be at least --size {size}", param_hint="--transform-size")
+    stems = [Path(p).stem for p in photos]
+    if len(set(stems)) < len(stems):
+        twice = sorted({s for s in stems if stems.count(s) > 1})
+        raise click.UsageError(f"several photos are named {', '.join(twice)}; their crops would overwrite each other "
+                               "in --out: align them in separate runs")
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise click.BadParameter(f"{out} exists and is not a folder", param_hint="--out")
+    results = []
+    with click.progressbar(photos, label="aligning", file=sys.stderr, hidden=len(photos) < 2) as bar:
+        for path in bar:  # every photo is read and aligned before anything is written
+            results.append(align_photo(read_photo(path), size, faces, transform_size, landmarks))
+    files = []
+    for stem, found in zip(stems, results):
+        for f in found:
+            name = stem if faces == "best" else f"{stem}_{f.index}"
+            files.append((f, folder / f"{name}.png", folder / f"{name}.json"))
+    for _, png, sidecar in files:
+        check_output(png, "--out crop")
+        check_output(sidecar, "--out sidecar")
+    for f, png, sidecar in files:
+        save_png(Image.fromarray(f.crop), png)
+        with atomic_path(sidecar) as tmp:
+            tmp.write_text("{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in f.record().items()) + "\n}\n")
+    n_faces = len(files)
+    click.echo(f"wrote {n_faces} aligned {size} px crop(s) of {len(photos)} photo(s) to {folder}/ (PNG + JSON each)")
+
+
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--out", required=True, type=Output(".npy"), help="W+ of every picture: float32 [N, n_latent, style_dim] .npy.")
-@click.option("--recon", type=Output(".png"), help="Also a PNG grid: input | reconstruction, one row per picture.")
+@click.option("--recon", type=Output(".png"), help="Also a PNG grid: input | reconstruction (with --align: photo | crop | "
+                                                   "reconstruction), one row per face.")
 @click.option("--crop", type=click.Choice(["center"]), help="Use the centre square of non-square pictures (else an error).")
+@_align_options
 @click.option("--bundle", type=click.Path(file_okay=False), help="Bundle folder with an encoder [artifacts/bundles/demo].")
-def invert(images, out, recon, crop, bundle):
-    """Pictures -> W+ with the bundle's e4e encoder (aligned square face crops; others resized, PIL bilinear).
+def invert(images, out, recon, crop, align_, faces, landmarks, bundle):
+    """Pictures -> W+ with the bundle's e4e encoder: aligned square face crops (others resized, PIL bilinear),
+    or photos with --align (the face found and cropped first).
 
     Feed the .npy to `edit --latents`, or use `edit --image` directly."""
     from runtime.files import save_latents
 
+    check_align_options(align_, faces, landmarks, crop)
     editor = open_editor(bundle)
-    seen, x = editor.encoder_input(list(images), crop)  # every picture is read and checked before anything is written
+    found, seen, x = encoder_pictures(editor, images, crop, align_, faces, landmarks)
     wplus = editor.encode(x)
     if recon:
-        write_comparison(editor, wplus, [], [], recon, lead=("input", "reconstruction", list(seen)))
+        side = editor.manifest["generator"].get("size") or seen.shape[1]
+        write_comparison(editor, wplus, [], [], recon, lead=aligned_lead(found, seen, "reconstruction", side))
     save_latents(out, wplus)
-    click.echo(f"wrote {out}: W+ {list(wplus.shape)} of {len(wplus)} picture(s)" + (f"; {recon}" if recon else ""))
+    click.echo(f"wrote {out}: W+ {list(wplus.shape)} of {len(wplus)} " + ("face(s)" if align_ else "picture(s)")
+               + (f"; {recon}" if recon else ""))
 
 
 @main.command()
@@ -445,24 +569,32 @@ def invert(images, out, recon, crop, bundle):
               help="Edit this picture (repeatable): inverted with the bundle's encoder; the grid shows input | "
                    "reconstruction | edits.")
 @click.option("--crop", type=click.Choice(["center"]), help="With --image: use the centre square of non-square pictures.")
+@_align_options
+@click.option("--paste", is_flag=True,
+              help="With --image --align: write the whole photo with each edited face pasted back (a feathered face "
+                   "mask; every other pixel unchanged) instead of a grid; one photo per picture and strength.")
 @click.option("--out", default="edit.png", show_default=True, type=Output(".png"))
 @click.option("--bundle", type=click.Path(file_okay=False), help="Bundle folder [artifacts/bundles/demo].")
 @click.pass_context
-def edit(ctx, prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, sweep, truncation, images, crop, out,
-         bundle):
+def edit(ctx, prompt, seeds, latents, method, mapper_name, neutral, alpha, beta, sweep, truncation, images, crop, align_,
+         faces, landmarks, paste, out, bundle):
     """Edit faces with a sentence and write a PNG grid: original | edited, one row per face.
 
     Faces come from seeds, a .npy of W+ (--latents) or your pictures (--image, inverted by the bundle's e4e
-    encoder). Settings not given come from the bundle's tuned settings for PROMPT (`edit_settings` in its
-    manifest)."""
+    encoder; photos with --align, and the edited photo itself with --paste). Settings not given come from the
+    bundle's tuned settings for PROMPT (`edit_settings` in its manifest)."""
     from click.core import ParameterSource
 
     from runtime.files import load_latents
 
     if images and (latents or ctx.get_parameter_source("seeds") != ParameterSource.DEFAULT or truncation is not None):
         raise click.UsageError("--image replaces --seed/--latents/--truncation; pass one source of faces")
-    if crop and not images:
-        raise click.UsageError("--crop applies to --image pictures")
+    if (crop or align_) and not images:
+        raise click.UsageError("--crop and --align apply to --image pictures")
+    if paste and not align_:
+        raise click.UsageError("--paste puts edited faces back into their photos, which needs --align (the crop's "
+                               "place in the photo)")
+    check_align_options(align_, faces, landmarks, crop)
     if mapper_name and method != "mapper":
         raise click.UsageError("--mapper selects a mapper for --method mapper; add --method mapper")
     if method == "mapper" and (neutral or beta):
@@ -470,9 +602,9 @@ def edit(ctx, prompt, seeds, latents, method, mapper_name, neutral, alpha, beta,
     strengths = parse_floats(sweep, "--sweep") if sweep is not None else [alpha]
     seed_list = None if latents or images else parse_seeds(seeds)
     editor = open_editor(bundle)
-    seen = None
+    seen = found = None
     if images:
-        seen, x = editor.encoder_input(list(images), crop)
+        found, seen, x = encoder_pictures(editor, images, crop, align_, faces, landmarks)
         wplus = editor.encode(x)
     elif latents:
         wplus = editor.check_wplus(load_latents(latents))
@@ -489,9 +621,53 @@ def edit(ctx, prompt, seeds, latents, method, mapper_name, neutral, alpha, beta,
         edits = [editor.mapper_edit(mapper_name or prompt, a) for a in strengths]
         titles = [f"strength {e.strength:g}" for e in edits]
         setting = f"mapper {edits[0].name!r}"
-    lead = None if seen is None else ("input", "reconstruction", list(seen))
+    if paste:
+        written = write_pasted(editor, found, wplus, edits, titles, out)
+        click.echo(f"wrote {', '.join(map(str, written))} ({len(found)} face(s) pasted back; {setting}; {', '.join(titles)})")
+        return
+    side = editor.manifest["generator"].get("size") or editor.render(wplus[:1]).shape[1]
+    lead = None if seen is None else aligned_lead(found, seen, "reconstruction", side)
     rows = write_comparison(editor, wplus, [[e] for e in edits], titles, out, lead=lead)
     click.echo(f"wrote {out} ({len(rows)} faces; {setting}; {', '.join(titles)})")
+
+
+def pasted_paths(out, photos: list[str], titles: list[str]) -> dict:
+    """(photo index, edit index) -> output path: OUT for one photo and one edit, else OUT's stem with the
+    photo's stem and/or the edit's title added."""
+    out = Path(out)
+    stems = [Path(p).stem for p in photos]
+    stems = [s if stems.count(s) == 1 else f"{s}-{i}" for i, s in enumerate(stems)]
+    paths = {}
+    for i, stem in enumerate(stems):
+        for j, title in enumerate(titles):
+            parts = [out.stem] + ([stem] if len(photos) > 1 else []) + ([title.replace(" ", "")] if len(titles) > 1 else [])
+            paths[i, j] = out.with_name("_".join(parts) + out.suffix)
+    return paths
+
+
+def write_pasted(editor, found, wplus, edits, titles, out) -> list:
+    """Each photo with its faces' edits pasted back, one PNG per photo and edit (runtime/align.paste_back)."""
+    import numpy as np
+    from PIL import Image
+
+    from runtime.align import paste_back
+    from runtime.files import check_output
+    from runtime.images import save_png
+
+    photos = list(dict.fromkeys(f.photo for f in found))  # in order, each once
+    paths = pasted_paths(out, [p.name for p in photos], titles)
+    for path in paths.values():
+        check_output(path, "--out")
+    written = []
+    for j, e in enumerate(edits):
+        edited = np.concatenate([editor.edit(wplus[i:i + CHUNK], [e]) for i in range(0, len(wplus), CHUNK)])
+        for i, photo in enumerate(photos):
+            pixels = photo.pixels
+            for k, f in enumerate(found):
+                if f.photo is photo:
+                    pixels = paste_back(pixels, edited[k], f.aligned.quad)
+            written.append(save_png(Image.fromarray(pixels), paths[i, j]))
+    return written
 
 
 CHUNK = 8  # faces edited per step of the progress bar
@@ -515,16 +691,16 @@ def open_editor(bundle):
 
 def write_comparison(editor, wplus, columns, titles, out, scale=None, lead=None) -> list:
     """The rows of `editor.comparison` as a PNG grid, refused before any work if too large for one picture,
-    with a progress bar when there are many faces. `lead` = (its title, the title of the faces' own column,
-    one picture per face or None for a blank): a column of pictures before the faces (e.g. the inputs of
-    inverted faces, whose own column then holds their reconstructions)."""
+    with a progress bar when there are many faces. `lead` = (the titles of columns before the faces, the title
+    of the faces' own column, per face a list of pictures (or None for a blank), one per lead column): e.g. the
+    inputs of inverted faces, whose own column then holds their reconstructions."""
     import numpy as np
 
     from runtime.images import check_grid, grid, save_png
 
     size = editor.manifest["generator"].get("size") or editor.render(wplus[:1]).shape[1]
     scale = scale or max(1, 128 // size)
-    check_grid(len(wplus), len(columns) + 1 + (lead is not None), size, scale)
+    check_grid(len(wplus), len(columns) + 1 + (len(lead[0]) if lead else 0), size, scale)
     rows = editor.comparison(wplus[:CHUNK], columns)  # a bad edit fails here, before any progress output
     rest = range(CHUNK, len(wplus), CHUNK)
     with click.progressbar(rest, label="editing", file=sys.stderr, hidden=not rest) as bar:
@@ -533,8 +709,8 @@ def write_comparison(editor, wplus, columns, titles, out, scale=None, lead=None)
     first = ["original"]
     if lead is not None:
         blank = np.full((size, size, 3), 255, np.uint8)
-        first = list(lead[:2])
-        rows = [[blank if p is None else fit(p, size), *r] for p, r in zip(lead[2], rows)]
+        first = [*lead[0], lead[1]]
+        rows = [[blank if p is None else fit(p, size) for p in pictures] + r for pictures, r in zip(lead[2], rows)]
     save_png(grid(rows, first + titles, scale=scale), out)
     return rows
 
@@ -761,6 +937,28 @@ def _model_options(f):
     return f
 
 
+def _identity_options(weight: float, whose: str):
+    """--identity FILE and --id-weight (default `weight`, `whose` default it is) of methods A and B."""
+    def wrap(f):
+        f = click.option("--id-weight", default=weight, show_default=True, type=click.FloatRange(0),
+                         help=f"Weight of the identity loss 1 - cos(id(edited), id(original)), with --identity ({whose}).")(f)
+        return click.option("--identity", "identity_path", type=click.Path(dir_okay=False),
+                            help="Identity network (ArcFace's model_ir_se50.pth, or ours from import-identity): adds "
+                                 "the identity loss.")(f)
+    return wrap
+
+
+def _load_identity(identity_path):
+    """The --identity network, or None; an explicit --id-weight (methods A, B) without it is a usage error."""
+    if identity_path is None:
+        if click.get_current_context().get_parameter_source("id_weight") == click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("--id-weight needs --identity FILE (the identity network)")
+        return None
+    from precompute.identity import load_identity
+
+    return load_identity(identity_path)
+
+
 @requires("train")
 @main.command("train-mapper")
 @click.argument("prompt")
@@ -777,13 +975,14 @@ def _model_options(f):
               help="Average the CLIP loss over this many shifted copies of each image (small CLIPs: 4).")
 @click.option("--disable", multiple=True, type=click.Choice(MAPPER_GROUPS),
               help="Leave this group of W+ rows unedited (repeatable).")
+@_identity_options(0.1, "StyleCLIP's mapper default")
 @_resumable_options
 @click.option("--workdir", type=click.Path(file_okay=False),
               help="Checkpoint; rerunning the same command resumes [build/train/mapper/<prompt slug>].")
 @click.option("--out", type=Output(stem=True),
               help="Weights stem: writes OUT.safetensors and OUT.json [artifacts/demo/mappers/<prompt slug>].")
 def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, clip_weight, l2_weight, truncation,
-                     clip_views, disable, seed, threads, workdir, stop_at, out):
+                     clip_views, disable, identity_path, id_weight, seed, threads, workdir, stop_at, out):
     """Train a latent mapper for PROMPT (method B, DESIGN §4.B); `export` ships it, named after OUT."""
     import torch
 
@@ -793,14 +992,15 @@ def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, 
     if set(disable) >= set(MAPPER_GROUPS):
         raise click.BadParameter("at least one group must stay enabled", param_hint="--disable")
     cfg = MapperTrainConfig(prompt, steps=steps, batch=batch, lr=lr, clip_weight=clip_weight, l2_weight=l2_weight,
-                            truncation=truncation, clip_views=clip_views,
+                            truncation=truncation, clip_views=clip_views, id_weight=id_weight,
                             enabled={g: g not in disable for g in MAPPER_GROUPS}, seed=seed)
     workdir = workdir or f"build/train/mapper/{_slug(prompt)}"
     out = out or f"artifacts/demo/mappers/{_slug(prompt)}"
     check_stem(out)
+    identity = _load_identity(identity_path)
     gen, clip = _load_generator_and_clip(generator, clip_path, clip_name)
     torch.set_num_threads(threads)
-    mapper, info = train_mapper(gen, clip, cfg, workdir, stop_at=stop_at)
+    mapper, info = train_mapper(gen, clip, cfg, workdir, identity=identity, stop_at=stop_at)
     terms = zip(("loss", "clip", "l2", "id"), info["history"][-1][1:])  # the order train_mapper logs them in
     click.echo(f"trained steps {info['resumed_from']} -> {info['step']} in {info['seconds']:.1f} s; final "
                + ", ".join(f"{k} {v:.4f}" for k, v in terms))
@@ -823,11 +1023,12 @@ def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, 
 @click.option("--l2", default=0.008, show_default=True, type=click.FloatRange(0), help="Weight of sum((w - w_start)^2).")
 @click.option("--clip-views", default=1, show_default=True, type=click.IntRange(1),
               help="Average the CLIP loss over this many shifted copies of each image (against pixel patterns).")
+@_identity_options(0.005, "StyleCLIP's optimization notebook")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2), help="torch threads.")
 @click.option("--save-latents", type=Output(".npy"), help="Also write the edited W+ to this .npy.")
 @click.option("--out", default="optimize.png", show_default=True, type=Output(".png"))
-def optimize(prompt, generator, clip_path, clip_name, seeds, latents, truncation, steps, lr, l2, clip_views, threads,
-             save_latents, out):
+def optimize(prompt, generator, clip_path, clip_name, seeds, latents, truncation, steps, lr, l2, clip_views,
+             identity_path, id_weight, threads, save_latents, out):
     """Edit faces by optimizing their W+ towards PROMPT (method A, DESIGN §4.A); PNG grid: original | edited."""
     import numpy as np
     import torch
@@ -840,8 +1041,9 @@ def optimize(prompt, generator, clip_path, clip_name, seeds, latents, truncation
 
     if not prompt.strip():
         raise ValueError("the prompt is empty; describe the edit, e.g. 'a face with purple hair'")
-    cfg = OptimizeConfig(steps=steps, lr=lr, l2=l2, clip_views=clip_views)
+    cfg = OptimizeConfig(steps=steps, lr=lr, l2=l2, identity=id_weight, clip_views=clip_views)
     seed_list = None if latents else parse_seeds(seeds)
+    identity = _load_identity(identity_path)
     gen, clip = _load_generator_and_clip(generator, clip_path, clip_name)
     torch.set_num_threads(threads)
     shape = (gen.n_latent, gen.config.style_dim)
@@ -853,7 +1055,7 @@ def optimize(prompt, generator, clip_path, clip_name, seeds, latents, truncation
             w0 = gen.wplus_from_z(torch.from_numpy(z), truncation).contiguous()
     scale = max(1, 128 // gen.config.size)
     check_grid(len(w0), 2, gen.config.size, scale)
-    w, history = optimize_latents(gen, clip, prompt, w0, cfg)
+    w, history = optimize_latents(gen, clip, prompt, w0, cfg, identity=identity)
     seconds, final = history[-1]["seconds"], history[-2]
     with torch.no_grad():
         before, after = (Editor.to_uint8(gen(x).numpy()) for x in (w0, w))
@@ -1032,6 +1234,9 @@ def evaluate_demo_cmd(classifier, clip_path, generator, encoder, skip, n, sample
 @click.option("--l2", default=0.008, show_default=True, type=click.FloatRange(0), help="Method A l2 weight.")
 @click.option("--clip-views", default=1, show_default=True, type=click.IntRange(1), help="Method A CLIP views.")
 @click.option("--bundle", type=click.Path(file_okay=False), help="Also run B and C through the runtime on this bundle.")
+@click.option("--identity", "identity_path", type=click.Path(dir_okay=False),
+              help="Identity network (model_ir_se50.pth, or ours from import-identity): adds an identity column, the "
+                   "mean cosine of its features before and after each edit.")
 @click.option("--demo-dir", default=str(DEMO_DIR), show_default=True, type=click.Path(file_okay=False),
               help="generator, clip, classifier, fs3.npy, s_stats.npz, mappers/.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2))
@@ -1040,7 +1245,7 @@ def evaluate_demo_cmd(classifier, clip_path, generator, encoder, skip, n, sample
 @click.option("--out-dir", type=click.Path(file_okay=False),
               help="Writes edit_quality.md and edits/<edit>.png here (not for sweeps) [docs; docs/inverted with --inverted].")
 def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas, sweep_betas, strength, sweep_strengths,
-             steps, l2, clip_views, bundle, inverted, demo_dir, threads, out_dir):
+             steps, l2, clip_views, bundle, identity_path, inverted, demo_dir, threads, out_dir):
     """Edit quality of methods A, B, C (success, preservation, geometry drift, s/edit) as a table and pictures."""
     import torch
 
@@ -1058,15 +1263,17 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
         ev.edit_math.check_range("mapper strength", s, ev.edit_math.STRENGTH_RANGE)
     if inverted and (sweep_alphas or sweep_strengths):
         raise click.UsageError("--inverted evaluates the edits' settings; sweeps choose them on sampled latents")
+    identity = _load_identity(identity_path)
     world = ev.DemoWorld.load(demo_dir, need_global="C" in chosen or bool(sweep_alphas),
                               need_mappers="B" in chosen or bool(sweep_strengths), need_encoder=inverted)
     if sweep_alphas or sweep_strengths:
         rows = []
         if sweep_alphas:
             rows += ev.sweep_global(world, edits, parse_floats(sweep_alphas, "--sweep-alphas", skip_blank=True),
-                                    parse_floats(sweep_betas, "--sweep-betas", skip_blank=True), n, seed, truncation)
+                                    parse_floats(sweep_betas, "--sweep-betas", skip_blank=True), n, seed, truncation,
+                                    identity)
         if sweep_strengths:
-            rows += ev.sweep_mappers(world, edits, strengths, n, seed, truncation)
+            rows += ev.sweep_mappers(world, edits, strengths, n, seed, truncation, identity)
         click.echo(ev.format_table(rows))
         return
     default = None if alpha is None and beta is None else (
@@ -1077,10 +1284,11 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
     latents = ev.inverted_wplus(world.encoder, n, seed) if inverted else None
     rows, pictures = ev.evaluate_edits(world.gen, world.classifier, edits,
                                        world.methods(chosen, default, method_a, bundle, strength), n, seed, truncation,
-                                       wplus=latents)
+                                       wplus=latents, identity=identity)
     click.echo(ev.format_table(rows))
     options = f" --steps {steps} --l2 {l2:g} --clip-views {clip_views}" if "A" in chosen else ""
     options += f" --edits '{edit_names}'" if edit_names else ""
+    options += f" --identity {identity_path}" if identity_path else ""
     options += "".join(f" --{k} {v:g}" for k, v in (("alpha", alpha), ("beta", beta), ("strength", strength)) if v is not None)
     if inverted:
         context = (f"`python cli.py evaluate --inverted --methods {','.join(chosen)} -n {n} --seed {seed}{options}"
@@ -1216,7 +1424,7 @@ def demo(ctx, out, seeds, bundle):
 
         photo = render(sample_faces(1, DEMO_PHOTO_SEED)[0])
         wplus = np.concatenate([wplus, editor.invert(photo)])
-        lead = ("photo", "start", [None] * len(seed_list) + [photo])
+        lead = (["photo"], "start", [[None]] * len(seed_list) + [[photo]])
     columns = [[editor.global_edit(e.target)] for e in DEMO_EDITS]  # the bundle's tuned settings
     rows = write_comparison(editor, wplus, columns, [e.name for e in DEMO_EDITS], out, scale=2, lead=lead)
     inverted = "; the last row starts from a held-out render inverted by the bundle's encoder" if lead else ""

@@ -201,7 +201,8 @@ class Editor:
         """The manifest's encoder section (input size, normalization, resize filter), None without one."""
         return self.manifest.get("encoder") or None
 
-    def _encoder_size(self) -> int:
+    def encoder_size(self) -> int:
+        """The encoder's input side in pixels (the size aligned crops are made at)."""
         if self.encoder is None:
             raise BundleError("this bundle has no encoder, so it cannot invert pictures; export it with --encoder "
                               "(the demo bundle has one when artifacts/demo/encoder.json exists)")
@@ -211,7 +212,7 @@ class Editor:
         """(uint8 [N, S, S, 3] as the encoder sees them, float32 [N, 3, S, S] in [-1, 1]); see runtime/photos.py."""
         from .photos import prepare
 
-        return prepare(images, self._encoder_size(), crop)
+        return prepare(images, self.encoder_size(), crop)
 
     def invert(self, images, crop: str | None = None) -> np.ndarray:
         """Pictures -> W+ [N, n_latent, style_dim] (float32): paths, PIL images or uint8 arrays [H, W, 3] /
@@ -219,9 +220,18 @@ class Editor:
         an error unless crop="center"."""
         return self.encode(self.encoder_input(images, crop)[1])
 
+    def invert_photo(self, photo, faces: str = "best", landmarks=None) -> tuple[np.ndarray, list]:
+        """A whole photo (path, PIL image or uint8 [H, W, 3]) -> (W+ of its best face, or of every face best
+        first, and the `runtime.align.PhotoFace`s: crop, quad, landmarks). Put edits back with
+        `runtime.align.paste_back(photo, edited, face.aligned.quad)`. Needs the [align] extra."""
+        from .align import align_photo
+
+        found = align_photo(photo, self.encoder_size(), faces, landmarks=landmarks)
+        return self.invert([f.crop for f in found]), found
+
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Encoder inputs (float32 [N, 3, S, S] in [-1, 1], as `encoder_input` makes them) -> W+."""
-        size = self._encoder_size()
+        size = self.encoder_size()
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[1:] != (3, size, size) or not np.isfinite(x).all():
             raise ValueError(f"encoder inputs must be finite float32 [N, 3, {size}, {size}], got {list(x.shape)}")
