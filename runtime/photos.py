@@ -13,6 +13,7 @@ Normalize(0.5, 0.5)).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,10 @@ def read_image(path) -> np.ndarray:
         raise ValueError(f"{path} is a directory, not an image; pass the image files in it")
     regular_file(path, "image")  # missing, or a pipe or device (which would block the reader)
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # PIL's bomb warning: the size is checked below, in one error line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             if im.width * im.height > MAX_PIXELS:  # checked before any pixel is decoded
                 raise ValueError(f"{path} is {im.width}x{im.height} pixels, more than the {MAX_PIXELS // 10**6} "
                                  "megapixels read at once; crop the face first")
