@@ -84,7 +84,7 @@ def check_state_dict(model: torch.nn.Module, state: dict, source: str) -> None:
     for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
         if items:
             more = f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
-            problems.append(f"{label}: {', '.join(items[:MAX_LISTED])}{more}")
+            problems.append(f"{label}: {', '.join(map(str, items[:MAX_LISTED]))}{more}")  # keys need not be str
     if problems:
         raise CheckpointError(
             f"{source} does not match {type(model).__name__} ({'; '.join(problems)}). "

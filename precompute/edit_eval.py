@@ -5,7 +5,8 @@ held-out renders inverted by the demo encoder: `inverted_wplus`), the demo class
 training loss — reads every image before and after:
 success = share of the images without the target value that have it after the edit; preservation =
 share of the other attributes unchanged; geometry drift = mean |change| of the regressed geometry (in
-units of each value's range); plus seconds per edited image.
+units of each value's range); plus seconds per edited image. With an identity network (ArcFace for real
+faces, precompute/identity.py): identity = mean cosine between its features of each image before and after.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from runtime.images import grid, save_png
 from .demo.classifier import AttributeClassifier, read_attributes
 from .demo.edits import DEMO_EDITS, EditSpec, find_edits  # noqa: F401  (re-exported)
 from .demo.render import ATTRIBUTE_NAMES, ATTRIBUTES
-from .demo.training import to_uint8
+from .demo.training import to_model_input, to_uint8
 
 
 # --- methods: W+ [N, n_latent, D] -> edited images (uint8 [N, H, W, 3]) ------------------------------------
@@ -209,18 +210,18 @@ class DemoWorld:
         return methods
 
 
-def sweep_global(world: DemoWorld, edits, alphas, betas, n: int, seed: int, psi: float) -> list[dict]:
+def sweep_global(world: DemoWorld, edits, alphas, betas, n: int, seed: int, psi: float, identity=None) -> list[dict]:
     """Method C's table for every (alpha, beta): how the demo edits' settings were chosen."""
     cache: dict = {}
     methods = [GlobalDirections(world.gen, world.clip, world.fs3, world.std, (a, b), cache)
                for b in betas for a in alphas]
-    return evaluate_edits(world.gen, world.classifier, edits, methods, n, seed, psi, examples=0)[0]
+    return evaluate_edits(world.gen, world.classifier, edits, methods, n, seed, psi, examples=0, identity=identity)[0]
 
 
-def sweep_mappers(world: DemoWorld, edits, strengths, n: int, seed: int, psi: float) -> list[dict]:
+def sweep_mappers(world: DemoWorld, edits, strengths, n: int, seed: int, psi: float, identity=None) -> list[dict]:
     """Method B's table for every mapper strength: how the demo edits' strengths were chosen."""
     methods = [Mappers(world.gen, world.mappers, s) for s in strengths]
-    return evaluate_edits(world.gen, world.classifier, edits, methods, n, seed, psi, examples=0)[0]
+    return evaluate_edits(world.gen, world.classifier, edits, methods, n, seed, psi, examples=0, identity=identity)[0]
 
 
 # --- scoring --------------------------------------------------------------------------------------------
@@ -245,6 +246,13 @@ def score(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.nda
             "most_changed": (ATTRIBUTE_NAMES[others[worst]], float(changed[worst]))}
 
 
+def identity_features(identity, images: np.ndarray, batch: int) -> torch.Tensor:
+    """Unit identity features [N, D] of uint8 images [N, H, W, 3] (fed as [-1, 1], like generator output)."""
+    with torch.no_grad():
+        feats = [identity(to_model_input(images[i:i + batch])) for i in range(0, len(images), batch)]
+    return torch.nn.functional.normalize(torch.cat(feats), dim=1)
+
+
 def sample_wplus(gen, n: int, seed: int, psi: float) -> torch.Tensor:
     """W+ of n latents: z from numpy's generator (seed), mapped and truncated."""
     z = torch.from_numpy(np.random.default_rng(seed).standard_normal((n, gen.config.style_dim), dtype=np.float32))
@@ -262,11 +270,12 @@ def inverted_wplus(encoder, n: int, seed: int = 0) -> torch.Tensor:
 
 
 def evaluate_edits(gen, classifier, edits, methods, n: int = 200, seed: int = 0, psi: float = 0.7, batch: int = 100,
-                   examples: int = 6, progress: bool = True,
-                   wplus: torch.Tensor | None = None) -> tuple[list[dict], dict[str, list[list[np.ndarray]]]]:
+                   examples: int = 6, progress: bool = True, wplus: torch.Tensor | None = None,
+                   identity=None) -> tuple[list[dict], dict[str, list[list[np.ndarray]]]]:
     """Rows of the quality table (one per edit and available method) and, per edit, example grid rows
     (original, then each method's result). The latents: `wplus` when given (e.g. `inverted_wplus`), else n
-    sampled ones (seed, truncation psi); "original" is what the generator draws from them."""
+    sampled ones (seed, truncation psi); "original" is what the generator draws from them. With `identity`
+    (an image-embedding network, e.g. precompute.identity's ArcFace) every row also has "identity"."""
     from tqdm.auto import tqdm
 
     wplus = sample_wplus(gen, n, seed, psi) if wplus is None else wplus
@@ -274,6 +283,7 @@ def evaluate_edits(gen, classifier, edits, methods, n: int = 200, seed: int = 0,
     with torch.no_grad():
         originals = np.concatenate([to_uint8(gen(wplus[i:i + batch])) for i in range(0, n, batch)])
     before = read_faces(classifier, originals)
+    source_ids = None if identity is None else identity_features(identity, originals, batch)
     rows, pictures = [], {}
     jobs = [(spec, m) for spec in edits for m in methods if m.available(spec)]
     bar = tqdm(jobs, desc="evaluate edits", disable=not progress)
@@ -284,6 +294,8 @@ def evaluate_edits(gen, classifier, edits, methods, n: int = 200, seed: int = 0,
         seconds = (time.perf_counter() - start) / n
         rows.append({"edit": spec.name, "method": method.label, "setting": method.describe(spec),
                      **score(before, read_faces(classifier, edited), spec), "seconds": seconds})
+        if source_ids is not None:
+            rows[-1]["identity"] = float((identity_features(identity, edited, batch) * source_ids).sum(1).mean())
         shown = pictures.setdefault(spec.name, [[originals[i]] for i in range(min(examples, n))])
         for i, row in enumerate(shown):
             row.append(edited[i])
@@ -300,11 +312,14 @@ def meets_bar(row: dict) -> bool | None:
 
 
 def format_table(rows: list[dict], markdown: bool = False) -> str:
-    head = ["edit", "method", "setting", "success", "preservation", "geometry drift", "s/edit", "bar",
-            "most changed other attribute"]
-    body = [[r["edit"], r["method"], r["setting"], f"{r['success']:.3f}", f"{r['preservation']:.3f}",
-             f"{r['drift']:.4f}", f"{r['seconds']:.4f}", {True: "met", False: "MISSED", None: "-"}[meets_bar(r)],
-             "{} {:.3f}".format(*r["most_changed"])] for r in rows]
+    """The quality table; an "identity" column after geometry drift when the rows were scored with one."""
+    ids = any("identity" in r for r in rows)
+    head = ["edit", "method", "setting", "success", "preservation", "geometry drift", *(["identity"] if ids else []),
+            "s/edit", "bar", "most changed other attribute"]
+    body = [[r["edit"], r["method"], r["setting"], f"{r['success']:.3f}", f"{r['preservation']:.3f}", f"{r['drift']:.4f}",
+             *([f"{r.get('identity', float('nan')):.3f}"] if ids else []), f"{r['seconds']:.4f}",
+             {True: "met", False: "MISSED", None: "-"}[meets_bar(r)], "{} {:.3f}".format(*r["most_changed"])]
+            for r in rows]
     if markdown:
         return "\n".join("| " + " | ".join(cells) + " |" for cells in [head, ["---"] * len(head), *body])
     widths = [max(len(c[i]) for c in [head, *body]) for i in range(len(head))]
@@ -324,7 +339,9 @@ def write_report(out_dir, rows: list[dict], pictures: dict, context: str) -> lis
             "share of the other six attributes unchanged; geometry drift: mean |change| of the seven regressed "
             "geometry values (each in [0, 1]); s/edit: wall seconds per edited image on this machine. Bars (issue 4): "
             "C success >= 0.85 at preservation >= 0.95, B >= 0.95 / 0.95, A >= 0.95 / 0.90. Most changed other attribute: "
-            "the one the edit changed on the most images, and on what share of them.", "",
+            "the one the edit changed on the most images, and on what share of them."
+            + (" Identity: mean cosine between the identity network's features of each image before and after the "
+               "edit (1: the same face to it)." if any("identity" in r for r in rows) else ""), "",
             format_table(rows, markdown=True), "",
             "Examples: one row per latent; columns: the original, then each method as labelled.", ""]
     text += [f"**{name}**\n\n![{name}](edits/{slugify(name)}.png)\n" for name in pictures]

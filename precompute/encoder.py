@@ -1,8 +1,8 @@
 """e4e (encoder4editing, Tov et al. 2021): a picture -> W+, with e4e's parameter names (DESIGN §10).
 
-The architecture is data (`EncoderConfig`): an IR-SE backbone (input layer, four stages of bottleneck
-units with squeeze-excite), a small feature pyramid over the ends of stages 2-4, and one "gradual style
-block" per W+ row (stride-2 convs down to 1x1, then an equalized linear). The official encoder is
+The architecture is data (`EncoderConfig`): an IR-SE backbone (precompute/irse.py: input layer, four
+stages of bottleneck units with squeeze-excite), a small feature pyramid over the ends of stages 2-4,
+and one "gradual style block" per W+ row (stride-2 convs down to 1x1, then an equalized linear). The official encoder is
 IR-SE-50 at 256 px with 18 rows (`EncoderConfig.official`); the demo encoder is the same class at 64 px
 with fewer, narrower units.
 
@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .checkpoints import CheckpointError, check_state_dict, load_model, save_model, torch_load
+from .irse import check_stages, irse_backbone
 from .layers import EqualLinear
 
 KIND = "e4e-encoder"
@@ -50,15 +51,11 @@ class EncoderConfig:
         object.__setattr__(self, "units", tuple(int(u) for u in self.units))
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         s = self.input_size
-        if len(self.units) != 4 or len(self.widths) != 4 or min(self.units) < 1 or min(self.widths) < 1:
-            raise ValueError(f"an e4e encoder has 4 stages with >= 1 unit and >= 1 channel each, got units "
-                             f"{self.units}, widths {self.widths}")
+        check_stages(self.units, self.widths, self.se_reduction, "an e4e encoder")
         if s < 32 or s & (s - 1):
             raise ValueError(f"input_size must be a power of two >= 32 (4 stride-2 stages), got {s}")
         if not 0 < self.coarse < self.medium <= self.n_latent - 1 or self.n_latent < 3:
             raise ValueError(f"need 0 < coarse < medium < n_latent, got {self.coarse}, {self.medium}, {self.n_latent}")
-        if min(self.widths) < self.se_reduction:
-            raise ValueError(f"every width must be >= se_reduction {self.se_reduction}, got {self.widths}")
 
     @classmethod
     def official(cls, n_latent: int = 18) -> "EncoderConfig":
@@ -79,38 +76,7 @@ class EncoderConfig:
         return cls(**d)
 
 
-# --- building blocks (names as in e4e's models/encoders/helpers.py, so state dicts match) ---------------
-class SEModule(nn.Module):
-    """Squeeze-excite: x * sigmoid(fc2(relu(fc1(mean over H, W)))), 1x1 convs without bias."""
-
-    def __init__(self, channels: int, reduction: int):
-        super().__init__()
-        self.fc1 = nn.Conv2d(channels, channels // reduction, 1, bias=False)
-        self.fc2 = nn.Conv2d(channels // reduction, channels, 1, bias=False)
-
-    def forward(self, x):
-        s = x.mean((2, 3), keepdim=True)
-        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
-
-
-class BottleneckIRSE(nn.Module):
-    """IR-SE unit: BN, 3x3 conv, PReLU, 3x3 conv (stride), BN, SE; plus the shortcut (1x1 subsample, or
-    1x1 conv + BN when the width changes)."""
-
-    def __init__(self, in_ch: int, depth: int, stride: int, reduction: int):
-        super().__init__()
-        if in_ch == depth:
-            self.shortcut_layer = nn.MaxPool2d(1, stride)  # no parameters: picks every stride-th pixel
-        else:
-            self.shortcut_layer = nn.Sequential(nn.Conv2d(in_ch, depth, 1, stride, bias=False), nn.BatchNorm2d(depth))
-        self.res_layer = nn.Sequential(
-            nn.BatchNorm2d(in_ch), nn.Conv2d(in_ch, depth, 3, 1, 1, bias=False), nn.PReLU(depth),
-            nn.Conv2d(depth, depth, 3, stride, 1, bias=False), nn.BatchNorm2d(depth), SEModule(depth, reduction))
-
-    def forward(self, x):
-        return self.res_layer(x) + self.shortcut_layer(x)
-
-
+# --- building blocks (names as in e4e's models/encoders/psp_encoders.py, so state dicts match) -----------
 class GradualStyleBlock(nn.Module):
     """Features [B, C, s, s] -> one style [B, out]: log2(s) stride-2 3x3 convs with leaky ReLU (0.01),
     then an equalized linear (lr_mul 1)."""
@@ -138,14 +104,7 @@ class Encoder4Editing(nn.Module):
     def __init__(self, config: EncoderConfig = EncoderConfig()):
         super().__init__()
         self.config = c = config
-        self.input_layer = nn.Sequential(nn.Conv2d(3, c.widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(c.widths[0]),
-                                         nn.PReLU(c.widths[0]))
-        units, in_ch = [], c.widths[0]
-        for n, depth in zip(c.units, c.widths):
-            for k in range(n):
-                units.append(BottleneckIRSE(in_ch, depth, 2 if k == 0 else 1, c.se_reduction))
-                in_ch = depth
-        self.body = nn.Sequential(*units)
+        self.input_layer, self.body = irse_backbone(c.units, c.widths, c.se_reduction)
         ends = [sum(c.units[: i + 1]) - 1 for i in range(4)]
         self.taps = (ends[1], ends[2], ends[3])  # fine, medium, coarse features: e4e's c1, c2, c3
         top = c.widths[3]

@@ -80,6 +80,8 @@ def train_mapper(gen: Generator, clip: Clip, cfg: MapperTrainConfig, workdir, id
     hparams = dict(asdict(cfg), identity=use_id, generator=gen.config.to_dict(), generator_weights=model_digest(gen),
                    clip_weights=model_digest(clip.model))
     hparams.pop("checkpoint_every")
+    if use_id and isinstance(identity, torch.nn.Module):  # nor one made with another identity network
+        hparams["identity_weights"] = model_digest(identity)
     info = run_training(workdir=workdir, hparams=hparams, model=mapper, optimizer=opt, steps=cfg.steps,
                         step_fn=step_fn, lr_fn=lambda step, group: cfg.lr, checkpoint_every=cfg.checkpoint_every,
                         stop_at=stop_at, desc=f"mapper {cfg.prompt!r}", progress=progress)

@@ -33,7 +33,9 @@ class OptimizeConfig:
     steps: int = 300
     lr: float = 0.1
     l2: float = 0.008
-    identity: float = 0.0  # weight of L_id; used only when an identity network is given
+    # weight of L_id, used only when an identity network is given: StyleCLIP's optimization notebook's
+    # id_lambda (its script's default, 0, is the no-network case)
+    identity: float = 0.005
     clip_views: int = 1  # > 1: CLIP loss averaged over shifted copies (styleclip_losses.shifted_views)
     seed: int = 0  # of the views' shifts
 

@@ -23,26 +23,33 @@ def unit_plan(stem: int, widths) -> list[tuple[int, int, int]]:
     return plan
 
 
-def parameter_shapes(widths=(64, 128, 256, 512), style_dim=512, n_styles=18, input_size=256, reduction=16) -> dict:
-    """Every tensor of e4e's Encoder4Editing state dict, by name, with its shape."""
-    def bn(prefix, c):
-        return {f"{prefix}.weight": (c,), f"{prefix}.bias": (c,), f"{prefix}.running_mean": (c,),
-                f"{prefix}.running_var": (c,), f"{prefix}.num_batches_tracked": ()}
+def bn_shapes(prefix: str, c: int) -> dict:
+    return {f"{prefix}.weight": (c,), f"{prefix}.bias": (c,), f"{prefix}.running_mean": (c,),
+            f"{prefix}.running_var": (c,), f"{prefix}.num_batches_tracked": ()}
 
+
+def backbone_shapes(widths=(64, 128, 256, 512), reduction=16) -> dict:
+    """The IR-SE-50 backbone's tensors (input_layer.*, body.*), shared by e4e and ArcFace (TreB1eN's names)."""
     stem = widths[0]
-    shapes = {"input_layer.0.weight": (stem, 3, 3, 3), **bn("input_layer.1", stem), "input_layer.2.weight": (stem,)}
+    shapes = {"input_layer.0.weight": (stem, 3, 3, 3), **bn_shapes("input_layer.1", stem), "input_layer.2.weight": (stem,)}
     for i, (cin, depth, _) in enumerate(unit_plan(stem, widths)):
         p = f"body.{i}"
         if cin != depth:
             shapes[f"{p}.shortcut_layer.0.weight"] = (depth, cin, 1, 1)
-            shapes.update(bn(f"{p}.shortcut_layer.1", depth))
-        shapes.update(bn(f"{p}.res_layer.0", cin))
+            shapes.update(bn_shapes(f"{p}.shortcut_layer.1", depth))
+        shapes.update(bn_shapes(f"{p}.res_layer.0", cin))
         shapes[f"{p}.res_layer.1.weight"] = (depth, cin, 3, 3)
         shapes[f"{p}.res_layer.2.weight"] = (depth,)
         shapes[f"{p}.res_layer.3.weight"] = (depth, depth, 3, 3)
-        shapes.update(bn(f"{p}.res_layer.4", depth))
+        shapes.update(bn_shapes(f"{p}.res_layer.4", depth))
         shapes[f"{p}.res_layer.5.fc1.weight"] = (depth // reduction, depth, 1, 1)
         shapes[f"{p}.res_layer.5.fc2.weight"] = (depth, depth // reduction, 1, 1)
+    return shapes
+
+
+def parameter_shapes(widths=(64, 128, 256, 512), style_dim=512, n_styles=18, input_size=256, reduction=16) -> dict:
+    """Every tensor of e4e's Encoder4Editing state dict, by name, with its shape."""
+    shapes = backbone_shapes(widths, reduction)
     top = widths[3]
     for i in range(n_styles):
         spatial = input_size // (16 if i < 3 else 8 if i < 7 else 4)
@@ -88,6 +95,11 @@ def bn_ref(sd, p, x):
                         False, 0.0, 1e-5)
 
 
+def input_layer_ref(sd, x):
+    """The backbone's stem: 3x3 conv (no bias), BN, PReLU."""
+    return F.prelu(bn_ref(sd, "input_layer.1", F.conv2d(x, sd["input_layer.0.weight"], padding=1)), sd["input_layer.2.weight"])
+
+
 def irse_ref(sd, p, x, cin, depth, stride):
     """bottleneck_IR_SE: res = SE(BN(conv3x3_s(PReLU(conv3x3(BN(x)))))); shortcut = subsample or conv1x1+BN."""
     r = bn_ref(sd, f"{p}.res_layer.0", x)
@@ -118,7 +130,7 @@ def style_ref(sd, i, x):
 def e4e_ref(sd, x, n_styles: int, latent_avg=None):
     """Encoder4Editing.forward at ProgressiveStage.Inference (every delta), then pSp's `+ latent_avg`."""
     widths = [sd[f"body.{i}.res_layer.1.weight"].shape[0] for i in (0, 3, 7, 21)]
-    x = F.prelu(bn_ref(sd, "input_layer.1", F.conv2d(x, sd["input_layer.0.weight"], padding=1)), sd["input_layer.2.weight"])
+    x = input_layer_ref(sd, x)
     for i, (cin, depth, stride) in enumerate(unit_plan(widths[0], widths)):
         x = irse_ref(sd, f"body.{i}", x, cin, depth, stride)
         if i == 6:

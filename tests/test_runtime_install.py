@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / "build" / "runtime-venv"
 BASE = ("numpy", "onnxruntime", "pillow", "click", "regex", "ftfy")  # pyproject.toml's dependencies
 RUNTIME_COMMANDS = {"edit", "demo", "web", "invert"}
+ALIGN = ("dlib-bin", "face_recognition_models", "scipy")  # the [align] extra's packages
+ALIGN_COMMANDS = {"align"}
 # Each command that needs an extra, with the least arguments that get it past parsing.
 MINIMAL = {
     "inspect": ["g.pt"], "convert": ["g.pt", "out"], "import-mapper": ["m.pt", "out"], "export": [],
@@ -30,7 +32,7 @@ MINIMAL = {
     "import-styleclip": ["--fs3", "f.npy", "--s-mean-std", "s.pkl", "--generator", "g.json", "--out", "o"],
     "train-mapper": ["a face with purple hair"], "optimize": ["a face with purple hair"], "train-classifier": [],
     "train-clip": [], "sample-demo": [], "evaluate-demo": [], "evaluate": [], "bench": [],
-    "import-encoder": ["e.pt", "out"], "train-encoder": [],
+    "import-encoder": ["e.pt", "out"], "train-encoder": [], "import-identity": ["model_ir_se50.pth", "out"],
 }
 
 
@@ -38,21 +40,37 @@ def _python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
-@pytest.fixture(scope="module")
-def venv(tmp_path_factory):
-    pins = [f"{name}=={importlib.metadata.version(name)}" for name in BASE]  # what the full install runs
+def make_venv(folder: Path, packages, wheels: Path) -> Path:
+    """A virtual environment with exactly `packages` (the full install's versions) and this checkout's wheel."""
+    pins = [f"{name}=={importlib.metadata.version(name)}" for name in packages]  # what the full install runs
     stamp = json.dumps({"python": sys.version, "pins": pins})
-    if not (VENV / "stamp.json").is_file() or (VENV / "stamp.json").read_text() != stamp:
-        shutil.rmtree(VENV, ignore_errors=True)  # build/ output of this test only
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(_python(VENV)), "-m", "pip", "install", "-q", *pins], check=True)
-        (VENV / "stamp.json").write_text(stamp)
-    wheels = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
-                    str(ROOT)], check=True, capture_output=True)
-    subprocess.run([str(_python(VENV)), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
+    if not (folder / "stamp.json").is_file() or (folder / "stamp.json").read_text() != stamp:
+        shutil.rmtree(folder, ignore_errors=True)  # build/ output of this test only
+        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+        subprocess.run([str(_python(folder)), "-m", "pip", "install", "-q", *pins], check=True)
+        (folder / "stamp.json").write_text(stamp)
+    subprocess.run([str(_python(folder)), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
                     *map(str, wheels.glob("*.whl"))], check=True)
-    return VENV
+    return folder
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
+                    str(ROOT)], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def venv(wheels):
+    return make_venv(VENV, BASE, wheels)
+
+
+@pytest.fixture(scope="module")
+def align_venv(wheels):
+    """`pip install 'styleclip-edge[align]'`: the base packages and the [align] extra's, still no torch."""
+    return make_venv(VENV.with_name("runtime-align-venv"), BASE + ALIGN, wheels)
 
 
 def run(venv: Path | None, args, cwd):
@@ -68,7 +86,8 @@ def test_the_venv_has_no_training_packages(venv):
 
 
 def test_every_command_is_covered_here():
-    assert set(cli.main.commands) == RUNTIME_COMMANDS | set(MINIMAL)
+    assert set(cli.main.commands) == RUNTIME_COMMANDS | ALIGN_COMMANDS | set(MINIMAL)
+    assert {name for name, c in cli.main.commands.items() if getattr(c, "extra", "runtime") == "align"} == ALIGN_COMMANDS
     assert {name for name, c in cli.main.commands.items() if getattr(c, "extra", "runtime") == "train"} == set(MINIMAL)
 
 
@@ -125,4 +144,47 @@ def test_demo_without_a_bundle_explains_how_to_get_one(venv, tmp_path):
     assert "error: the demo bundle" in res.stderr and "pass --bundle FOLDER" in res.stderr
     res = run(venv, ["edit", "a smiling face"], tmp_path)
     assert res.returncode == 2 and "error: no bundle given" in res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- real photos: the [align] extra ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory):
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("photo") / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
+ALIGN_RUNS = [
+    ["align", "{photo}", "--out", "crops"],
+    ["invert", "{photo}", "--align", "--out", "w.npy", "--recon", "r.png"],
+    ["edit", "a face with purple hair", "--image", "{photo}", "--align", "--paste", "--out", "x.png"],
+]
+
+
+@pytest.mark.parametrize("args", ALIGN_RUNS, ids=lambda a: a[0])
+def test_align_extra_without_torch(align_venv, bundle, astronaut, tmp_path, args):
+    """With only the runtime and [align] installed, the photo commands run and give the full install's bytes."""
+    res = subprocess.run([str(_python(align_venv)), "-c", "import torch"], capture_output=True, text=True)
+    assert res.returncode != 0 and "ModuleNotFoundError" in res.stderr
+    outputs = []
+    for label, env in (("runtime-align", align_venv), ("full", None)):
+        work = tmp_path / label
+        work.mkdir()
+        argv = [str(astronaut) if a == "{photo}" else a for a in args]
+        res = run(env, [*argv] + ([] if args[0] == "align" else ["--bundle", bundle]), work)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, (label, res.stderr)
+        outputs.append({str(p.relative_to(work)): p.read_bytes() for p in sorted(work.rglob("*")) if p.is_file()})
+    assert outputs[0] == outputs[1] and outputs[0]
+
+
+@pytest.mark.parametrize("args", ALIGN_RUNS, ids=lambda a: a[0])
+def test_without_the_align_extra_the_options_say_so(venv, bundle, astronaut, tmp_path, args):
+    argv = [str(astronaut) if a == "{photo}" else a for a in args]
+    res = run(venv, [*argv] + ([] if args[0] == "align" else ["--bundle", bundle]), tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith("error: ") and "[align] extra" in res.stderr and "pip install 'styleclip-edge[align]'" in res.stderr
     assert list(tmp_path.iterdir()) == []
