@@ -106,6 +106,15 @@ def save_model(path, kind: str, config: dict, tensors: dict[str, torch.Tensor]) 
     return weights, config_path
 
 
+def load_config_and_state(path, kind: str, section: str, from_dict, what: str):
+    """(the architecture from_dict builds out of config[section], the tensors) of a `save_model` pair."""
+    config, tensors = load_model(path, kind)
+    try:
+        return from_dict(config[section]), tensors
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: invalid {what} config ({err})") from None
+
+
 def load_model(path, kind: str) -> tuple[dict, dict[str, torch.Tensor]]:
     """Read a `save_model` pair (either file's path), verifying the kind and the weights' sha256."""
     config_path = require_file(Path(path).with_suffix(".json"), f"{kind} config")

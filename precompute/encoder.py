@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .checkpoints import CheckpointError, check_state_dict, load_model, save_model, torch_load
+from .checkpoints import CheckpointError, check_state_dict, load_config_and_state, save_model, torch_load
 from .irse import check_stages, irse_backbone
 from .layers import EqualLinear
 
@@ -257,10 +257,6 @@ def import_e4e(path, trust_pickle: bool = False) -> Encoder4Editing:
 def load_encoder(path, trust_pickle: bool = False) -> Encoder4Editing:
     """Our `.json`/`.safetensors` pair, or an official e4e `.pt` checkpoint (told apart by suffix)."""
     if Path(path).suffix in (".json", ".safetensors"):
-        config, tensors = load_model(path, KIND)
-        try:
-            cfg = EncoderConfig.from_dict(config["encoder"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(f"{path}: invalid encoder config ({err})") from None
+        cfg, tensors = load_config_and_state(path, KIND, "encoder", EncoderConfig.from_dict, "encoder")
         return encoder_from_state(tensors, cfg, str(path))
     return import_e4e(path, trust_pickle)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .checkpoints import CheckpointError, check_state_dict, load_model, save_model, torch_load
+from .checkpoints import CheckpointError, check_state_dict, load_config_and_state, save_model, torch_load
 from .irse import check_stages, irse_backbone
 
 KIND = "identity-irse"
@@ -126,10 +126,6 @@ def import_official_identity(path, trust_pickle: bool = False) -> IdentityNetwor
 def load_identity(path, trust_pickle: bool = False) -> IdentityNetwork:
     """Our `.json`/`.safetensors` pair, or the official `model_ir_se50.pth` (told apart by suffix)."""
     if Path(path).suffix in (".json", ".safetensors"):
-        config, tensors = load_model(path, KIND)
-        try:
-            cfg = IdentityConfig.from_dict(config["identity"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(f"{path}: invalid identity network config ({err})") from None
+        cfg, tensors = load_config_and_state(path, KIND, "identity", IdentityConfig.from_dict, "identity network")
         return identity_from_state(tensors, cfg, str(path))
     return import_official_identity(path, trust_pickle)
