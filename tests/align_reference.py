@@ -32,23 +32,28 @@ def oriented_square(lm):
     return corners, 2.0 * np.linalg.norm(x)
 
 
-def sample_quad(image: np.ndarray, quad: np.ndarray, side: int) -> np.ndarray:
-    """uint8 [side, side, 3]: the image sampled bilinearly over the quad (pixel-edge coordinates)."""
-    t = (np.arange(side) + 0.5) / side
-    a, b = np.meshgrid(t, t)  # a across, b down
-    ul, ll, lr, ur = (quad[i][None, None, :] for i in range(4))
-    a, b = a[..., None], b[..., None]
-    point = ul * (1 - a) * (1 - b) + ur * a * (1 - b) + ll * (1 - a) * b + lr * a * b
-    x, y = point[..., 0] - 0.5, point[..., 1] - 0.5  # to pixel-centre coordinates
+def sample_quad(image: np.ndarray, quad: np.ndarray, side: int, rows: int = 256) -> np.ndarray:
+    """uint8 [side, side, 3]: the image sampled bilinearly over the quad (pixel-edge coordinates), a block of
+    output rows at a time (FFHQ's 4096 px transform would otherwise make 200 MB temporaries)."""
     h, w = image.shape[:2]
-    x0 = np.clip(np.floor(x).astype(int), 0, w - 1)
-    y0 = np.clip(np.floor(y).astype(int), 0, h - 1)
-    x1, y1 = np.clip(x0 + 1, 0, w - 1), np.clip(y0 + 1, 0, h - 1)
-    fx, fy = (x - np.floor(x))[..., None], (y - np.floor(y))[..., None]
-    img = image.astype(np.float64)
-    out = (img[y0, x0] * (1 - fx) * (1 - fy) + img[y0, x1] * fx * (1 - fy)
-           + img[y1, x0] * (1 - fx) * fy + img[y1, x1] * fx * fy)
-    return np.clip(np.floor(out + 1e-6), 0, 255).astype(np.uint8)  # PIL's 8-bit bilinear truncates
+    flat = image.reshape(-1, 3).astype(np.float32)
+    ul, ll, lr, ur = quad
+    a = ((np.arange(side) + 0.5) / side)[None, :]  # across
+    out = np.empty((side, side, 3), np.uint8)
+    for start in range(0, side, rows):
+        b = ((np.arange(start, min(side, start + rows)) + 0.5) / side)[:, None]  # down
+        x = ul[0] * (1 - a) * (1 - b) + ur[0] * a * (1 - b) + ll[0] * (1 - a) * b + lr[0] * a * b - 0.5
+        y = ul[1] * (1 - a) * (1 - b) + ur[1] * a * (1 - b) + ll[1] * (1 - a) * b + lr[1] * a * b - 0.5  # pixel centres
+        x0 = np.clip(np.floor(x).astype(np.int64), 0, w - 1)
+        y0 = np.clip(np.floor(y).astype(np.int64), 0, h - 1)
+        x1, y1 = np.clip(x0 + 1, 0, w - 1), np.clip(y0 + 1, 0, h - 1)
+        fx = (x - np.floor(x)).astype(np.float32)[..., None]
+        fy = (y - np.floor(y)).astype(np.float32)[..., None]
+        top = flat[y0 * w + x0] * (1 - fx) + flat[y0 * w + x1] * fx
+        bottom = flat[y1 * w + x0] * (1 - fx) + flat[y1 * w + x1] * fx
+        block = top * (1 - fy) + bottom * fy
+        out[start:start + len(block)] = np.clip(np.floor(block + 1e-3), 0, 255)  # PIL's 8-bit bilinear truncates
+    return out
 
 
 def e4e_crop(photo: np.ndarray, landmarks, output_size: int = 256, transform_size: int | None = None) -> np.ndarray:
