@@ -24,7 +24,7 @@ from precompute.mapper import load_mapper
 from runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST, replace_problem
 from runtime.edit_math import DEFAULT_ALPHA, DEFAULT_BETA, TEMPLATES
 from runtime.edit_settings import check_edit_settings
-from runtime.files import atomic_path, read_npy, read_npz, sha256_file, slugify
+from runtime.files import atomic_path, check_name_length, read_npy, read_npz, sha256_file, slugify
 
 from . import __version__
 from .converters import OPSET, ExportError, convert_fp16, convert_int8, export_onnx, export_torchscript
@@ -157,7 +157,7 @@ def _io(name: str, shape: list, dtype: str) -> dict:
 
 def check_target(out) -> None:
     """Refuse, before any work, an `out` that export must not replace: anything but a bundle of ours."""
-    out = Path(out)
+    out = check_name_length(out, "--out")
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise FileExistsError(f"--out {out} exists and is not a folder; choose another path")
     if out.exists() and (problem := replace_problem(out)):

@@ -124,8 +124,10 @@ def load_model(path, kind: str) -> tuple[dict, dict[str, torch.Tensor]]:
             raise CheckpointError(f"{config_path} holds a JSON {type(meta).__name__}, not a {kind} config object")
         if meta.get("kind") != kind:
             raise CheckpointError(f"{config_path} describes a {meta.get('kind')!r}, not a {kind!r}")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise CheckpointError(f"{config_path} has format version {meta.get('format_version')}, this toolkit reads {FORMAT_VERSION}")
+        version = meta.get("format_version")
+        if type(version) is not int or version != FORMAT_VERSION:  # "1" or 1.0 is a different file, not version 1
+            raise CheckpointError(f"{config_path} has format version {json.dumps(version)}, this toolkit reads the "
+                                  f"integer {FORMAT_VERSION}; re-save the model with this toolkit")
         if not isinstance(meta.get("weights"), str) or Path(meta["weights"]).name != meta["weights"]:
             raise CheckpointError(f"{config_path}: 'weights' must name a file beside it, got {meta.get('weights')!r}")
         weights = require_file(config_path.with_name(meta["weights"]), f"{kind} weights")

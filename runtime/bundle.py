@@ -78,7 +78,14 @@ def read_manifest(folder) -> dict:
         raise BundleError(f"{path} is nested too deeply to be a manifest; {REEXPORT}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{path} is not a {FORMAT} manifest")
-    version = manifest.get("format_version")
+    if "format_version" not in manifest:
+        raise BundleError(f"{path} lacks 'format_version' (the integer {FORMAT_VERSION}); {REEXPORT}")
+    version = manifest["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool):  # "1", 1.0, true, null: a type mismatch
+        raise BundleError(
+            f"{path}: 'format_version' must be the integer {FORMAT_VERSION}, got {_json_type(version)} "
+            f"(a type mismatch); write it as {FORMAT_VERSION}, without quotes or a decimal point, or {REEXPORT}"
+        )
     if version != FORMAT_VERSION:
         raise BundleError(
             f"{path} has bundle format version {version}; this runtime reads version {FORMAT_VERSION}. "
@@ -104,6 +111,14 @@ def _need(section: dict, key: str, where: str, check, expected: str):
 def _show(value) -> str:
     text = json.dumps(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_type(value) -> str:
+    """A JSON value in words, for a type mismatch: 'the string "1"', 'the boolean true', 'null'."""
+    if value is None:
+        return "null"
+    kind = {bool: "boolean", str: "string", float: "decimal number", list: "array", dict: "object"}.get(type(value), "value")
+    return f"the {kind} {_show(value)}"
 
 
 def _is_int(v, lo=1, hi=1 << 31) -> bool:

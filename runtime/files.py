@@ -130,7 +130,66 @@ def check_output(path, what: str = "output") -> Path:
     path = Path(path)
     if path.name in ("", ".", ".."):
         raise IsADirectoryError(f"{what} {path} is a folder; pass a file name")
+    check_name_length(path, what)
     refuse_foreign(path, OWNED.get(path.suffix.lower(), lambda _: False), what)
+    return path
+
+
+NAME_MAX = 255  # bytes per file or folder name on Linux file systems (ext4, xfs, btrfs, tmpfs)
+PATH_MAX = 4096  # bytes of a whole path, with its closing NUL (Linux)
+
+
+def shorten(text, keep: int = 60) -> str:
+    """`text` (a path) for an error line: whole if short, else its start and end around "..."."""
+    text = str(text)
+    return text if len(text) <= keep else f"{text[:keep // 2]}...{text[-(keep // 2 - 3):]}"
+
+
+class NameTooLongError(OSError):
+    """A path with a name longer than the file system allows (errno ENAMETOOLONG), said in one short line."""
+
+    def __init__(self, message: str, path):
+        super().__init__(errno.ENAMETOOLONG, message, str(path))
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def _name_max(path: Path) -> int:
+    """The longest name (bytes) the file system that would hold `path` allows; NAME_MAX when unknown."""
+    folder = Path(os.path.abspath(path)).parent
+    while not os.path.isdir(folder) and folder != folder.parent:
+        folder = folder.parent
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return NAME_MAX
+    return limit if limit and limit > 0 else NAME_MAX
+
+
+def name_too_long(path, what: str = "output") -> NameTooLongError:
+    """The error for `path`, which is longer than the file system allows: one of its names, or the whole."""
+    path = Path(path)
+    limit = _name_max(path)
+    long = [part for part in path.parts if len(os.fsencode(part)) > limit]
+    if not long:
+        problem = (f"it has {len(os.fsencode(os.path.abspath(path)))} bytes in all, more than the {PATH_MAX - 1} "
+                   "bytes a path may have; choose a shorter path")
+    else:
+        which = "its name" if long[-1] == path.name else f"the folder name {shorten(long[-1], 30)!r} in it"
+        problem = (f"{which} has {len(os.fsencode(long[-1]))} bytes, more than the {limit} bytes a file or folder "
+                   "name may have; choose a shorter name")
+    return NameTooLongError(f"{what} {shorten(path)} is too long for the file system: {problem}", path)
+
+
+def check_name_length(path, what: str = "output") -> Path:
+    """`path` after checking that it and each of its names fit the file system: checked before any work,
+    so that a long --out fails at once, not when the finished result is renamed into place."""
+    path = Path(path)
+    limit = _name_max(path)
+    if (any(len(os.fsencode(part)) > limit for part in path.parts)
+            or len(os.fsencode(os.path.abspath(path))) >= PATH_MAX):
+        raise name_too_long(path, what)
     return path
 
 
@@ -269,6 +328,7 @@ def atomic_path(path, is_dir: bool = False, replace=None):
     folder is replaced only if `replace(path)` returns None (else its message is the error); callers
     check an existing file themselves (`refuse_foreign`) before they do the work.
     """
+    check_name_length(path)
     path = Path(os.path.abspath(path))  # "." or "x/.." name their folder, whose siblings the temporaries are
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(path)
@@ -293,8 +353,13 @@ def atomic_path(path, is_dir: bool = False, replace=None):
 
 
 # --- safe reads ---------------------------------------------------------------------------------------
+class _ImpossibleShape(ValueError):
+    """A well-formed .npy header whose shape no array can have (numpy.save never writes one)."""
+
+
 def _npy_header(f) -> tuple[tuple, "object"]:
-    """(shape, dtype) from an open .npy stream, leaving it at the data; ValueError/EOFError if not .npy."""
+    """(shape, dtype) from an open .npy stream, leaving it at the data; ValueError/EOFError if not .npy,
+    _ImpossibleShape if its header declares a negative dimension (numpy itself would only fail to read)."""
     import numpy as np
 
     fmt = np.lib.format
@@ -303,6 +368,9 @@ def _npy_header(f) -> tuple[tuple, "object"]:
     if read_header is None:
         raise ValueError(f"unsupported .npy format version {version}")
     shape, _, dtype = read_header(f)
+    if any(not isinstance(d, int) or isinstance(d, bool) or d < 0 for d in shape):
+        raise _ImpossibleShape(f"its header is invalid: it declares the shape {list(shape)}, and an array "
+                               "cannot have a negative or non-integer dimension")
     return shape, dtype
 
 
@@ -323,6 +391,8 @@ def read_npy(path, what: str, max_bytes: int = MAX_NPY_BYTES, kinds: str = "biuf
     with open(path, "rb") as f:
         try:
             shape, dtype = _npy_header(f)
+        except _ImpossibleShape as err:
+            raise ValueError(f"{path} is not a valid {what} ({err}); re-save the array with numpy.save") from None
         except (ValueError, EOFError, SyntaxError, TypeError) as err:
             if isinstance(err, EOFError) or path.stat().st_size < 10:
                 raise bad("the file is empty or truncated") from None
@@ -383,7 +453,11 @@ def read_npz(path, what: str, keys: tuple[str, ...], max_bytes: int = MAX_NPY_BY
                                  f"it holds {', '.join(map(repr, archive.files)) or 'nothing'})")
             for k in keys:
                 with archive.zip.open(f"{k}.npy") as member:
-                    shape, dtype = _npy_header(member)
+                    try:
+                        shape, dtype = _npy_header(member)
+                    except _ImpossibleShape as err:
+                        raise ValueError(f"{path} is not a valid {what} ('{k}': {err}); re-save the arrays with "
+                                         "numpy.savez") from None
                 if dtype.hasobject or dtype.kind not in "biuf" or math.prod(shape) * dtype.itemsize > max_bytes:
                     raise ValueError(f"{path} is not a valid {what} ('{k}' holds {dtype} {list(shape)}, not a "
                                      "numeric array of a sensible size)")

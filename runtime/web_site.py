@@ -26,7 +26,7 @@ import numpy as np
 
 from . import edit_math
 from .bundle import BundleError, load_table, verify_bundle
-from .files import atomic_path, foreign_files_problem, sha256_file
+from .files import atomic_path, check_name_length, foreign_files_problem, sha256_file
 from .web_text import text_tables
 
 SITE_FORMAT = "styleclip-edge-site"
@@ -77,6 +77,7 @@ def replace_problem(out: Path) -> str | None:
 
 def check_destination(out: Path) -> None:
     """Refuse, before any work, an `out` that must not be replaced (the swap checks again)."""
+    check_name_length(out, "--out")
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise WebSiteError(f"{out} exists and is not a folder; choose another --out")
     if out.exists() and (problem := replace_problem(out)):

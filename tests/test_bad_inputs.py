@@ -88,6 +88,24 @@ def huge_header() -> bytes:
     return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + b"\0" * 100
 
 
+def negative_shape_header() -> bytes:
+    """A well-formed .npy header whose shape (-1, 10, 128) no array can have, over 100 bytes of data."""
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (-1, 10, 128), }"
+    header += " " * (118 - len(header)) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + b"\0" * 100
+
+
+def npz_with_member(name: str, member: bytes):
+    """An .npz whose `name`.npy member holds `member` as is (a hand-made header numpy.savez never writes)."""
+    def make(path, models):
+        import zipfile
+
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr(f"{name}.npy", member)
+            archive.writestr("std.npy", npy_bytes(np.ones(256, np.float32)))
+    return make
+
+
 LATENTS = {  # name -> (file bytes or a maker, expected message)
     "missing": (None, "not found"),
     "folder": ("dir", "is a (folder|directory)"),
@@ -98,6 +116,9 @@ LATENTS = {  # name -> (file bytes or a maker, expected message)
     "pickled objects": (npy_bytes(np.array([{"w": 1}], dtype=object)), "pickled Python objects"),
     "npz archive": ("npz", "is an .npz archive"),
     "477 GiB header": (huge_header(), "claims 476.8 GiB"),
+    "negative shape header": (negative_shape_header(), r"w\.npy is not a valid \.npy of W\+ latents .*\(its header is invalid: "
+                              r"it declares the shape \[-1, 10, 128\], and an array cannot have a negative or non-integer "
+                              r"dimension\); re-save the array with numpy\.save$"),
     "wrong shape": (npy_bytes(np.zeros((2, 9, 64), np.float32)), r"W\+ of shape \[N, 8, 64\], got \[2, 9, 64\]"),
     "no rows": (npy_bytes(np.zeros((0, 8, 64), np.float32)), r"got \[0, 8, 64\]"),
     "nan": (npy_bytes(np.full((1, 8, 64), np.nan, np.float32)), "NaN or infinite"),
@@ -192,6 +213,11 @@ OUTPUTS = [  # (id, setup(sandbox) -> --out value, expected message)
     ("jpeg suffix", lambda s: "x.jpg", "must end in .png"),
     ("the current folder", lambda s: ".", "must end in .png"),
     ("a link to a photo", lambda s: _photo(s) and os.symlink("photo.png", s / "l.png") or "l.png", "exists and is not a regular file"),
+    ("a name of 300 bytes", lambda s: "a" * 296 + ".png", r"--out a{30}\.\.\.a{23}\.png is too long for the file system: its "
+     "name has 300 bytes, more than the 255 bytes a file or folder name may have; choose a shorter name"),
+    ("a name of 150 two-byte letters", lambda s: "\u00e9" * 148 + ".png", "its name has 300 bytes, more than the 255 bytes"),
+    ("a folder name of 300 bytes", lambda s: "d" * 300 + "/x.png", r"the folder name 'd{15}\.\.\.d{12}' in it has 300 bytes, "
+     "more than the 255 bytes"),
 ]
 
 
@@ -307,6 +333,12 @@ TAMPERING = [  # (id, tamper(work), expected message)
     ("manifest a folder", lambda w: (w / "manifest.json").unlink() or (w / "manifest.json").mkdir(), "manifest.json is missing"),
     ("format", edit_manifest(set_path("format", "other")), "is not a styleclip-edge-bundle manifest"),
     ("format version", edit_manifest(set_path("format_version", 99)), "format version 99"),
+    ("format version a string", edit_manifest(set_path("format_version", "1")), r"t/manifest\.json: 'format_version' must be the "
+     r"integer 1, got the string \"1\" \(a type mismatch\); write it as 1, without quotes or a decimal point"),
+    ("format version a float", edit_manifest(set_path("format_version", 1.0)), "must be the integer 1, got the decimal number 1.0 \\(a type mismatch"),
+    ("format version a boolean", edit_manifest(set_path("format_version", True)), "must be the integer 1, got the boolean true \\(a type mismatch"),
+    ("format version null", edit_manifest(set_path("format_version", None)), "must be the integer 1, got null \\(a type mismatch"),
+    ("format version missing", edit_manifest(lambda m: m.pop("format_version")), "manifest.json lacks 'format_version' \\(the integer 1\\)"),
     ("path escape in files", edit_manifest(rename_entry("tables/fs3.npy", "../fs3.npy")), "\"../fs3.npy\" is not a path inside the bundle"),
     ("absolute path", edit_manifest(rename_entry("tables/latent_avg.npy", "/etc/passwd")), "\"/etc/passwd\" is not a path inside the bundle"),
     ("escape via graph", edit_manifest(rename_entry("graphs/mapping.onnx", "graphs/../../mapping.onnx")), "is not a path inside the bundle"),
@@ -366,6 +398,8 @@ TAMPERING = [  # (id, tamper(work), expected message)
     ("table wrong shape, rehashed", replace_file("tables/latent_avg.npy", npy_bytes(np.zeros(63, np.float32))), "has shape \\[63\\]; the manifest implies \\[64\\]"),
     ("table pickled, rehashed", replace_file("tables/latent_avg.npy", npy_bytes(np.array([{}], dtype=object))), "pickled Python objects"),
     ("table huge header, rehashed", replace_file("tables/latent_avg.npy", huge_header()), "claims 476.8 GiB"),
+    ("table negative shape, rehashed", replace_file("tables/latent_avg.npy", negative_shape_header()),
+     r"latent_avg\.npy is not a valid .*its header is invalid: it declares the shape \[-1, 10, 128\]"),
     ("table strings, rehashed", replace_file("tables/latent_avg.npy", npy_bytes(np.full(64, "a"))), "not real numbers"),
     ("tokenizer random bytes, rehashed", replace_file("tokenizer/bpe_simple_vocab_16e6.txt.gz", noise(300)), "bpe_simple_vocab_16e6.txt.gz"),
     ("tokenizer too short, rehashed", replace_file("tokenizer/bpe_simple_vocab_16e6.txt.gz", gzip.compress(b"#v\na b\n")), "bpe_simple_vocab_16e6.txt.gz"),
@@ -440,6 +474,16 @@ def _non_bundle_folder(sandbox, models):
     (sandbox / ".mine.old" / "notes.txt").write_text("unrelated")
 
 
+def _fake_ort_dist(sandbox, models):
+    """The file names `web` checks for in onnxruntime-web's dist folder (empty: the refusal comes first)."""
+    from runtime.web_site import ORT_BACKENDS
+
+    (sandbox / "ort").mkdir()
+    for files in ORT_BACKENDS.values():
+        for name in files:
+            (sandbox / "ort" / name).write_bytes(b"")
+
+
 def _bundle_with_foreign_file(sandbox, models, bundle):
     work = copy_bundle(bundle, sandbox)
     (work / "my_notes.txt").write_text("keep me")
@@ -452,6 +496,10 @@ COMMANDS = [
     ("export onto a file", _write("b", "x"), ["export", "--generator", "{G}", "--clip", "{C}", "--out", "b"], "'b' is a file"),
     ("export onto a link", lambda s, m: (s / "real").mkdir() or os.symlink("real", s / "b"), ["export", "--generator", "{G}", "--clip", "{C}", "--out", "b"], "exists and is not a folder"),
     ("export onto a bundle with a foreign file", "bundle+foreign", ["export", "--generator", "{G}", "--clip", "{C}", "--out", "t"], "holds files this tool did not write \\(my_notes.txt\\)"),
+    ("export onto a name of 300 bytes", None, ["export", "--generator", "{G}", "--clip", "{C}", "--out", "b" * 300],
+     r"--out b{30}\.\.\.b{27} is too long for the file system: its name has 300 bytes, more than the 255 bytes"),
+    ("web onto a name of 300 bytes", _fake_ort_dist, ["web", "{B}", "--ort-dist", "ort", "--out", "w" * 300],
+     r"--out w{30}\.\.\.w{27} is too long for the file system: its name has 300 bytes, more than the 255 bytes"),
     ("export without clip", None, ["export", "--generator", "{G}"], "pass both --generator and --clip"),
     ("export mapper without models", None, ["export", "--mapper", "{M}"], "need --generator and --clip"),
     ("export fs3 without s-stats", None, ["export", "--generator", "{G}", "--clip", "{C}", "--fs3", "{F}", "--out", "o"], "need both --fs3 and --s-stats"),
@@ -481,6 +529,7 @@ COMMANDS = [
     ("s-stats missing std", _write("s.npz", lambda p, m: np.savez(p, mean=np.zeros(3))), ["export", "--generator", "{G}", "--clip", "{C}", "--fs3", "{F}", "--s-stats", "s.npz", "--out", "o"], "lacks 'std'"),
     ("s-stats not a zip", _write("s.npz", noise(100)), ["export", "--generator", "{G}", "--clip", "{C}", "--fs3", "{F}", "--s-stats", "s.npz", "--out", "o"], "not an .npz archive"),
     ("s-stats wrong size", _write("s.npz", lambda p, m: np.savez(p, mean=np.zeros(3), std=np.ones(3))), ["export", "--generator", "{G}", "--clip", "{C}", "--fs3", "{F}", "--s-stats", "s.npz", "--out", "o"], "must hold flat mean/std of 256 channels"),
+    ("s-stats negative shape", _write("s.npz", npz_with_member("mean", negative_shape_header())), ["export", "--generator", "{G}", "--clip", "{C}", "--fs3", "{F}", "--s-stats", "s.npz", "--out", "o"], r"s\.npz is not a valid .*\('mean': its header is invalid: it declares the shape \[-1, 10, 128\].*re-save the arrays with numpy\.savez"),
     ("s-stats object arrays", _write("s.npz", lambda p, m: np.savez(p, mean=np.array([{}], dtype=object), std=np.ones(3))), ["export", "--generator", "{G}", "--clip", "{C}", "--fs3", "{F}", "--s-stats", "s.npz", "--out", "o"], "'mean' holds object"),
     ("edit settings a list", _write("e.json", "[1]"), ["export", "--generator", "{G}", "--clip", "{C}", "--edit-settings", "e.json", "--out", "o"], "edit settings must map prompts"),
     ("edit settings random bytes", _write("e.json", noise(50)), ["export", "--generator", "{G}", "--clip", "{C}", "--edit-settings", "e.json", "--out", "o"], "cannot read e.json as JSON"),

@@ -77,6 +77,16 @@ def test_own_format_round_trip_and_tamper_detection(tmp_path, small_gen, wplus):
         load_generator(weights)
 
 
+@pytest.mark.parametrize("version", ["1", 1.0, True, None, 2])
+def test_format_version_must_be_the_integer(tmp_path, small_gen, version):
+    _, config = save_generator(small_gen, tmp_path / "gen")
+    meta = json.loads(config.read_text())
+    meta["format_version"] = version
+    config.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=rf"has format version {json.dumps(version)}, this toolkit reads the integer 1"):
+        load_generator(config)
+
+
 def _save(tmp_path, obj, name="bad.pt"):
     torch.save(obj, tmp_path / name)
     return tmp_path / name

@@ -43,6 +43,25 @@ def test_long_names_fit_their_temporaries(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "d" * 255])
 
 
+@pytest.mark.parametrize("name", ["n" * 256, "\u00e9" * 128, "d" * 300 + "/f"], ids=["256 bytes", "128 two-byte letters", "long folder"])
+@pytest.mark.parametrize("is_dir", [False, True], ids=["file", "folder"])
+def test_names_longer_than_the_file_system_allows_are_refused_before_anything_is_written(tmp_path, name, is_dir):
+    import errno
+
+    from runtime.files import NameTooLongError
+
+    with pytest.raises(NameTooLongError) as caught:
+        with atomic_path(tmp_path / name, is_dir=is_dir):
+            pytest.fail("the work ran for a path that can never be written")
+    err = caught.value
+    assert isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG  # callers catching OSError still do
+    text = str(err)
+    assert "\n" not in text and len(text) < 250 and ".tmp-" not in text, text  # one short line, no temporary
+    assert "is too long for the file system" in text and "more than the 255 bytes a file or folder name may have" in text
+    assert "choose a shorter name" in text and ("has 256 bytes" in text or "has 300 bytes" in text)
+    assert list(tmp_path.iterdir()) == []
+
+
 def _stale_temporary(target, pid):
     """A temporary as a run with process id `pid` would have left it for `target`."""
     from runtime.files import _HOST, _tmp_prefix
