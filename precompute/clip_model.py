@@ -24,6 +24,7 @@ from open_clip.transform import PreprocessCfg
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from runtime.checks import ToolWarning
 from runtime.tokenizer import trim_padding
 
 from .checkpoints import CheckpointError, check_state_dict, load_model, require_file, save_model, torch_load
@@ -145,11 +146,12 @@ class Clip(torch.nn.Module):
     """
 
     def __init__(self, model, model_cfg: dict, *, name: str | None = None, preprocess_cfg: dict | None = None,
-                 preprocess: str = "normalized"):
+                 preprocess: str = "normalized", activation_source: str = "the model config"):
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.name = name
         self.model_cfg = copy.deepcopy(model_cfg)
+        self.activation_source = activation_source  # how the activation was chosen (a file may not tell)
         self.embed_dim = int(model_cfg["embed_dim"])
         self.context_length = int(model.context_length)
         self.image_size = _side(model.visual.image_size)
@@ -160,6 +162,11 @@ class Clip(torch.nn.Module):
         self.preprocess_cfg = {"mean": [float(v) for v in pp["mean"]], "std": [float(v) for v in pp["std"]],
                                "interpolation": pp["interpolation"]}
         self.preprocess = _check_preprocess(preprocess, self.image_size)
+
+    @property
+    def activation(self) -> str:
+        """The transformers' activation: OpenAI's CLIPs were trained with QuickGELU, open_clip's own with GELU."""
+        return "QuickGELU" if self.model_cfg.get("quick_gelu") else "GELU"
 
     @property
     def device(self) -> torch.device:
@@ -319,7 +326,8 @@ def _load_ours(path: Path, name, config, preprocess, device) -> Clip:
     _load_weights(model, tensors, str(path))
     if model.context_length != context_length:
         raise CheckpointError(f"{path}: context length {context_length} does not match its config ({model.context_length})")
-    return Clip(model.to(device), model_cfg, name=saved_name, preprocess_cfg=pp, preprocess=preprocess)
+    return Clip(model.to(device), model_cfg, name=saved_name, preprocess_cfg=pp, preprocess=preprocess,
+                activation_source=f"recorded in {path.with_suffix('.json').name}")
 
 
 def load_clip(name: str | None = None, weights=None, config: dict | None = None, *, preprocess: str | None = None,
@@ -339,13 +347,34 @@ def load_clip(name: str | None = None, weights=None, config: dict | None = None,
         return _load_ours(path, name, config, preprocess, device)
     name, model_cfg, pp = resolve_config(name, config)
     state, openai = read_clip_state(path, trust_pickle)
+    source = activation_source(path, name, quick_gelu, openai)
     if quick_gelu is not None or openai:
         model_cfg["quick_gelu"] = openai if quick_gelu is None else quick_gelu
     model = _build(model_cfg)
     _load_weights(model, state, str(path))
     if preprocess is None:
         preprocess = "styleclip" if name and _side(model.visual.image_size) == STYLECLIP_SIZE else "normalized"
-    return Clip(model.to(device), model_cfg, name=name, preprocess_cfg=pp, preprocess=preprocess)
+    return Clip(model.to(device), model_cfg, name=name, preprocess_cfg=pp, preprocess=preprocess,
+                activation_source=source)
+
+
+def activation_source(path: Path, name: str | None, quick_gelu: bool | None, openai: bool) -> str:
+    """How a weights file's activation is chosen, said aloud where the file cannot tell: OpenAI's TorchScript
+    archives and state dicts with their extra keys are QuickGELU; a plain state dict follows open_clip's
+    naming ("ViT-B-32" = GELU, "ViT-B-32-quickgelu" = QuickGELU), with a warning where the name is the
+    ambiguous one, because OpenAI's weights under it would silently run with the wrong activation."""
+    if quick_gelu is not None:
+        return "given (quick_gelu argument)"
+    if openai:
+        return "detected: an OpenAI file (" + ("TorchScript archive" if _is_torchscript(path) else "its extra keys") + ")"
+    if name is None:
+        return "the model config"
+    if not name.endswith("-quickgelu") and f"{name}-quickgelu" in open_clip.list_models():
+        warnings.warn(f"{path} is a state dict, which does not say which activation its weights were trained with; "
+                      f"following open_clip's naming, {name} means GELU (open_clip's own training). OpenAI's weights "
+                      f"need QuickGELU: pass --clip-name {name}-quickgelu for them", ToolWarning, stacklevel=3)
+        return f"open_clip's naming: {name} = GELU (the file cannot tell)"
+    return f"open_clip's naming: {name}"
 
 
 def save_clip(clip: Clip, path, dtype: torch.dtype | None = None, extra: dict | None = None) -> tuple[Path, Path]:

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +211,53 @@ def test_tensorrt_engine_environment_mismatch_is_refused():
         check_engine_environment(built, dict(built, tensorrt="11.4.0"))
     with pytest.raises(BundleError, match="need an NVIDIA GPU"):
         check_engine_environment(built, None)
+
+
+@pytest.fixture
+def named_tiny_clip(tmp_path):
+    """A tiny CLIP registered in open_clip under a name and its -quickgelu twin (as ViT-B-32 is), and one set of
+    weights in OpenAI's layout saved two ways: a plain state dict (cannot tell its activation) and with
+    OpenAI's extra keys (can)."""
+    import open_clip
+
+    from tests.test_clip import TINY, openai_model
+
+    for name, quick in (("tiny-act-test", False), ("tiny-act-test-quickgelu", True)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(dict(TINY, quick_gelu=True) if quick else TINY))
+        open_clip.add_model_config(tmp_path / f"{name}.json")
+    state = {k: v.half() for k, v in openai_model().state_dict().items()}
+    torch.save(state, tmp_path / "plain.pt")
+    state.update(input_resolution=torch.tensor(224), context_length=torch.tensor(77), vocab_size=torch.tensor(49408))
+    torch.save(state, tmp_path / "openai.pt")
+    return tmp_path
+
+
+def _sigmoids(path) -> int:
+    import onnx
+
+    return sum(n.op_type == "Sigmoid" for n in onnx.load(str(path)).graph.node)
+
+
+@pytest.mark.parametrize("weights, name, activation, warns", [
+    ("plain.pt", "tiny-act-test", "GELU", True),           # open_clip's naming, said aloud
+    ("plain.pt", "tiny-act-test-quickgelu", "QuickGELU", False),
+    ("openai.pt", "tiny-act-test", "QuickGELU", False),     # OpenAI's extra keys: detected
+])
+def test_clip_activation_is_recorded_and_exported(models, named_tiny_clip, tmp_path, weights, name, activation, warns):
+    from runtime.checks import ToolWarning
+
+    src = sources(models, mappers=False, encoder=False)
+    src = Sources(src.generator, named_tiny_clip / weights, name, [], src.fs3, src.s_stats)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        manifest = export_bundle(tmp_path / "b", src, ExportOptions(), progress=False)
+    said = [str(w.message) for w in caught if issubclass(w.category, ToolWarning) and "activation" in str(w.message)]
+    assert bool(said) == warns, said
+    if warns:
+        assert f"--clip-name {name}-quickgelu" in said[0]
+    assert manifest["clip"]["activation"] == activation
+    assert manifest["clip"]["activation_source"]
+    # QuickGELU is x * sigmoid(1.702 x): one Sigmoid per transformer block of the text tower; GELU has none
+    layers = 2
+    text_graph = tmp_path / "b" / manifest["graphs"]["text_encoder"]["variants"]["fp32"]["file"]
+    assert _sigmoids(text_graph) == (layers if activation == "QuickGELU" else 0)
