@@ -113,12 +113,14 @@ def load_mapper(path) -> LatentMapper:
 OFFICIAL_SPLIT = (4, 8)  # StyleCLIP's LevelsMapper: rows [:4], [4:8], [8:] whatever the generator's size
 
 
-def import_official_mapper(path, n_latent: int | None = None, trust_pickle: bool = False) -> LatentMapper:
+def import_official_mapper(path, n_latent: int | None = None, trust_pickle: bool = False,
+                           prompt: str | None = None) -> LatentMapper:
     """An official StyleCLIP mapper checkpoint {'state_dict': {mapper.*, decoder.*}, 'opts'}.
 
     The decoder (a full generator copy) is dropped; which groups exist is read from the keys, the
     number of W+ rows from opts['stylegan_size'] unless given. The rows each group edits are the
     reference's fixed OFFICIAL_SPLIT at every size (our own mappers record their split instead).
+    The mapper's prompt is `prompt`, else StyleCLIP's opts['description'] (its short text, e.g. "purple hair").
     """
     ckpt = torch_load(path, "StyleCLIP mapper checkpoint", trust_pickle)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
@@ -144,5 +146,10 @@ def import_official_mapper(path, n_latent: int | None = None, trust_pickle: bool
     if n_latent <= OFFICIAL_SPLIT[1]:
         raise CheckpointError(f"{path}: StyleCLIP's mapper edits rows 0-3, 4-7 and 8+, so it needs a generator with "
                               f"more than {OFFICIAL_SPLIT[1]} W+ rows (64 px or larger), got {n_latent}")
-    config = MapperConfig(n_latent, state[first].shape[1], OFFICIAL_SPLIT, enabled, str(opts.get("description", "")))
-    return mapper_from_state(state, config, str(path))
+    prompt = str(opts.get("description") or "").strip() if prompt is None else prompt.strip()
+    mapper = mapper_from_state(state, MapperConfig(n_latent, state[first].shape[1], OFFICIAL_SPLIT, enabled, prompt),
+                               str(path))
+    if not prompt:
+        raise CheckpointError(f"{path} records no description (opts['description']) of the edit it was trained for; "
+                              "pass the prompt with --prompt (prompt=...)")
+    return mapper

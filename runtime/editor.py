@@ -20,7 +20,7 @@ import numpy as np
 
 from . import checks, edit_math, openvino
 from .bundle import BundleError, check_session, load_table, read_manifest, text_tokens, verify_file
-from .files import as_path
+from .files import as_path, slugify
 from .edit_settings import prompt_key
 from .stylespace import StyleSpaceLayout
 from .tokenizer import ClipTokenizer
@@ -316,11 +316,12 @@ class Editor:
 
     # --- edits ------------------------------------------------------------------------------------
     def mapper_for(self, prompt: str) -> str:
-        """The mapper trained for `prompt` (or named so)."""
+        """The mapper trained for `prompt`, or named so (its short name: "purple hair" or "purple_hair")."""
         checks.text("the mapper prompt or name", prompt)
         mappers = self.manifest.get("mappers") or {}
+        wanted = prompt_key(prompt)
         for name, info in mappers.items():
-            if prompt.strip().lower() in (name, info["prompt"].strip().lower()):
+            if wanted in (name, prompt_key(info["prompt"])) or slugify(wanted) == name:
                 return name
         known = ", ".join(f"{name} ({info['prompt']!r})" for name, info in mappers.items()) or "none"
         raise ValueError(f"no mapper is named or was trained for {prompt!r}; this bundle has: {known}")
