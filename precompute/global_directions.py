@@ -231,7 +231,9 @@ def _read_shard(path: Path) -> dict:
         return {"rows": f["rows"], "done": int(f["done"]), "config": json.loads(str(f["config"])),
                 "shard": tuple(int(v) for v in f["shard"]) if "shard" in f.files else None,
                 "range": tuple(int(v) for v in f["range"]),
-                "layout": StyleSpaceLayout.from_list(json.loads(str(f["layout"])))}
+                "layout": StyleSpaceLayout.from_list(json.loads(str(f["layout"]))),
+                # the embeddings of the images already rendered for the group of channels under way
+                "partial": (tuple(int(v) for v in f["partial_group"]), f["partial"]) if "partial" in f.files else None}
 
 
 def check_resume(path: Path, saved: dict, config: dict, shard, rng) -> None:
@@ -292,16 +294,20 @@ def compute_fs3(gen, clip, mean: np.ndarray, std: np.ndarray, n_images: int = 10
         shard = None
     channels = layout.conv_index()  # flat S position of every row
     out = np.zeros((end - start, clip.embed_dim), np.float32)
-    done = 0
+    done, partial = 0, None
     path = None if workdir is None else shard_path(workdir, shard) if unit is None else unit_path(workdir, (start, end))
     if path is not None and path.is_file():
         saved = _read_shard(path)
         check_resume(path, saved, config, shard, (start, end))
-        out, done = saved["rows"], saved["done"]
+        out, done, partial = saved["rows"], saved["done"], saved["partial"]
 
-    def save():
+    def save(group=None, feats=None):
+        """The finished rows, and the embeddings of a group under way: one 1024 px channel is 2·N renders
+        (~30 min on 2 CPU cores at N = 100), too long to lose to a Ctrl-C."""
         if path is not None:
             where = {"shard": np.array(shard)} if shard is not None else {}
+            if feats is not None:
+                where.update(partial=torch.cat([x.float() for x in feats]).cpu().numpy(), partial_group=np.array(group))
             _save_npz(path, rows=out, done=np.int64(done), config=_json_array(config), range=np.array([start, end]),
                       channels=channels[start:end], layout=_json_array(layout.to_list()), **where)
 
@@ -320,8 +326,12 @@ def compute_fs3(gen, clip, mean: np.ndarray, std: np.ndarray, n_images: int = 10
             part = torch.cat([part, part[-1:].expand(batch - k, -1)])
         return embed(render(part))[:k].to(device)
 
-    bar = tqdm(total=end - start, initial=done, unit="ch", desc=f"fs3 rows {start}..{end}" if shard is None
-               else f"fs3 shard {shard[0]}/{shard[1]}", disable=not progress, smoothing=0.1)
+    # Progress in images (2·N per channel), so the ETA shows after the first batch, not the first channel.
+    per_channel = 2 * n_images
+    resumed = 0 if partial is None else len(partial[1])
+    bar = tqdm(total=(end - start) * per_channel, initial=done * per_channel + resumed, unit="img",
+               desc=f"fs3 rows {start}..{end}" if shard is None else f"fs3 shard {shard[0]}/{shard[1]}",
+               disable=not progress, smoothing=0.1)
     last_save = time.monotonic()
     for a, b in channel_groups(layout, start + done, end, channel_group(n_images, batch)):
         chans = channels[a:b]
@@ -334,12 +344,20 @@ def compute_fs3(gen, clip, mean: np.ndarray, std: np.ndarray, n_images: int = 10
             s[j, 0, :, c] = mean_t[c] + alpha * std_t[c]  # first set to the mean, then ± alpha·std
             s[j, 1, :, c] = mean_t[c] - alpha * std_t[c]
         flat = s.reshape(-1, layout.total)
-        f = torch.cat([embed_images(part) for part in flat.split(batch)])
-        f = _unit(f.float()).reshape(len(chans), 2, n_images, -1)
+        feats = []
+        if partial is not None and partial[0] == (a, b):  # resume inside this group
+            feats.append(torch.from_numpy(partial[1]).to(device))
+        partial = None
+        for part in flat[sum(len(f) for f in feats):].split(batch):
+            feats.append(embed_images(part))
+            bar.update(len(part))
+            if time.monotonic() - last_save >= save_every_s and sum(len(f) for f in feats) < len(flat):
+                save((a, b), feats)
+                last_save = time.monotonic()
+        f = _unit(torch.cat([x.float() for x in feats])).reshape(len(chans), 2, n_images, -1)
         d = _unit(f[:, 0] - f[:, 1])
         out[a - start:b - start] = _unit(d.mean(1)).cpu().numpy()
         done = b - start
-        bar.update(b - a)
         if done == end - start or time.monotonic() - last_save >= save_every_s:
             save()
             last_save = time.monotonic()
