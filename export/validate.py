@@ -11,6 +11,7 @@ a failure: the command exits non-zero.
 from __future__ import annotations
 
 import datetime
+import gc
 import html
 import warnings
 from dataclasses import asdict, dataclass
@@ -85,6 +86,9 @@ def _onnx_runner(path: Path):
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # fp16 graphs log a warning per op it cannot constant-fold on CPU
+    # No arena: validation is not timed, and an arena keeps the peak of every batch of every graph it ran
+    # (gigabytes at 1024 px) until its session is gone.
+    options.enable_cpu_mem_arena = False
     sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return lambda x: sess.run(None, {name: x})[0]
@@ -141,6 +145,38 @@ def make_runner(folder: Path, manifest: dict, variant: dict):
     return _tensorrt_runner(path, variant["environment"])
 
 
+class Sessions:
+    """The bundle's graphs in one variant, each opened when first used and all released by `close()`, so the
+    edit checks hold only the graphs of one edit (at 1024 px the encoder alone is a 1 GB session). Graphs
+    without that variant come from `fallback` (the fp32 sessions)."""
+
+    def __init__(self, folder: Path, manifest: dict, variant: str, fallback: "Sessions | None" = None):
+        self.folder, self.manifest, self.variant, self.fallback, self.open = folder, manifest, variant, fallback, {}
+
+    def has_own(self, graph: str) -> bool:
+        return self.variant in self.manifest["graphs"][graph]["variants"]
+
+    def __getitem__(self, graph: str):
+        if self.fallback is not None and not self.has_own(graph):
+            return self.fallback[graph]
+        if graph not in self.open:
+            self.open[graph] = make_runner(self.folder, self.manifest, self.manifest["graphs"][graph]["variants"][self.variant])
+        return self.open[graph]
+
+    def close(self) -> None:
+        self.open.clear()
+        if self.fallback is not None:
+            self.fallback.close()
+        gc.collect()
+
+
+def reference(module, x: np.ndarray) -> np.ndarray:
+    """PyTorch's output one input at a time: at 1024 px a batch of 4 holds gigabytes of activations, and the
+    batch > 1 check is about the exported graph's dynamic batch, which still runs the whole batch."""
+    with torch.no_grad():
+        return np.concatenate([module(torch.from_numpy(x[i:i + 1])).numpy() for i in range(len(x))])
+
+
 # --- models from the recorded sources ---------------------------------------------------------------
 def sources_from_manifest(manifest: dict) -> Sources:
     recorded = manifest.get("sources") or {}
@@ -167,11 +203,11 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return ((np.clip(img, -1, 1) + 1) * 127.5).round().astype(np.uint8).transpose(1, 2, 0)
 
 
-def save_side_by_side(path: Path, ref: np.ndarray, out: np.ndarray, max_side: int = 256) -> None:
+def side_by_side(ref: np.ndarray, out: np.ndarray, max_side: int = 256) -> Image.Image:
     """Rows: PyTorch | exported | |error| amplified so the largest error is white.
 
     Large images are reduced to `max_side` (box filter for the images, max for the error map, so no
-    error disappears) to keep the report small.
+    error disappears) to keep the report small; made when the check runs, so a 1024 px batch is not kept.
     """
     f = max(1, ref.shape[-1] // max_side)
     err = np.abs(out - ref).max(axis=1, keepdims=True)
@@ -182,7 +218,7 @@ def save_side_by_side(path: Path, ref: np.ndarray, out: np.ndarray, max_side: in
     rows = [np.concatenate([_to_uint8(r), _to_uint8(o), _to_uint8(e)], axis=1) for r, o, e in zip(ref, out, err)]
     grid = np.concatenate(rows, axis=0)
     scale = max(1, max_side // ref.shape[-1])
-    Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
+    return Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
 
 
 class Validator:
@@ -197,7 +233,7 @@ class Validator:
         if self.models.encoder is not None:
             specs.append(encoder_graph(self.models.encoder, sampler))
         self.specs = {s.name: s for s in specs}
-        self.images: dict[str, tuple] = {}  # report pictures: name -> (ref, out)
+        self.images: dict[str, Image.Image] = {}  # report pictures: name -> PyTorch | exported | error
 
     def graph_checks(self) -> list[Check]:
         """Every variant of every graph; on a bundle with 'openvino' variants, where OpenVINO is installed, every
@@ -214,14 +250,15 @@ class Validator:
             rng = np.random.default_rng([self.seed, len(checks)])
             for batch in self.batches:
                 x = spec.sample(batch, rng)
-                with torch.no_grad():
-                    ref = spec.module(torch.from_numpy(x)).numpy()
+                ref = reference(spec.module, x)
                 out = run(x)
                 if out.shape != ref.shape:
                     raise ValidationFailed(f"{graph} [{variant}] returned shape {out.shape} for batch {batch}, PyTorch {ref.shape}")
                 checks.append(_check(graph, variant, batch, spec.metric, ref, out))
                 if spec.metric == "image" and batch == max(self.batches):
-                    self.images[f"{graph}.{variant}"] = (ref, out)
+                    self.images[f"{graph}.{variant}"] = side_by_side(ref, out)
+            del run  # one graph's session at a time: a 1024 px bundle's graphs hold gigabytes together
+            gc.collect()
         return checks
 
     @property
@@ -246,17 +283,15 @@ class Validator:
         gen, clip, m = self.models.generator, self.models.clip, self.manifest
         rng = np.random.default_rng([self.seed, 999])
         wplus = self.specs["styles"].sample(max(self.batches), rng)
-        fp32 = {g: make_runner(self.folder, m, e["variants"]["fp32"]) for g, e in m["graphs"].items()}
+        fp32 = Sessions(self.folder, m, "fp32")
         checks = []
         if m.get("encoder"):
             checks.append(self.invert_edit_check(fp32, rng))
+            fp32.close()
         gd_ref = self._gd_reference(wplus) if m.get("global_directions") else None
         for variant in ("fp32", "int8"):
-            runners = dict(fp32)
-            if variant != "fp32":
-                runners.update({g: make_runner(self.folder, m, e["variants"][variant])
-                                for g, e in m["graphs"].items() if variant in e["variants"]})
-            if gd_ref is not None and (variant == "fp32" or runners["text_encoder"] is not fp32["text_encoder"]):
+            runners = fp32 if variant == "fp32" else Sessions(self.folder, m, variant, fp32)
+            if gd_ref is not None and (variant == "fp32" or runners.has_own("text_encoder")):
                 ref, beta = gd_ref
                 dt_out = edit_math.text_direction(
                     lambda t: runners["text_encoder"](text_tokens(m, clip.tokenize(t).numpy())), *GD_PROMPT)
@@ -264,15 +299,16 @@ class Validator:
                 ds_out = edit_math.style_direction(edit_math.relevance(fs3, dt_out), beta, std, gen.layout)
                 out = runners["synthesis"](edit_math.apply_edits(runners["styles"](wplus), [ds_out], [edit_math.DEFAULT_ALPHA]))
                 checks.append(_check("edit:global_direction", variant, len(wplus), "image", ref, out))
-                self.images["edit:global_direction" + ("" if variant == "fp32" else f".{variant}")] = (ref, out)
+                self.images["edit:global_direction" + ("" if variant == "fp32" else f".{variant}")] = side_by_side(ref, out)
+                runners.close()
             for name, info in m["mappers"].items():
-                if variant != "fp32" and runners[info["graph"]] is fp32[info["graph"]]:
+                if variant != "fp32" and not runners.has_own(info["graph"]):
                     continue
-                with torch.no_grad():
-                    ref = gen(self.models.mappers[name].edit(torch.from_numpy(wplus))).numpy()
+                ref = reference(lambda w: gen(self.models.mappers[name].edit(w)), wplus)
                 out = runners["synthesis_wplus"](runners[info["graph"]](wplus))
                 checks.append(_check(f"edit:mapper_{name}", variant, len(wplus), "image", ref, out))
-                self.images[f"edit:mapper_{name}" + ("" if variant == "fp32" else f".{variant}")] = (ref, out)
+                self.images[f"edit:mapper_{name}" + ("" if variant == "fp32" else f".{variant}")] = side_by_side(ref, out)
+                runners.close()
         return checks
 
     def _gd_reference(self, wplus) -> tuple[np.ndarray, float]:
@@ -289,7 +325,7 @@ class Validator:
             beta = edit_math.auto_beta(r, min(kept, r.size))
             s_ref = torch.cat(gen.styles(torch.from_numpy(wplus)), 1).numpy()
             ds_ref = edit_math.style_direction(r, beta, std, gen.layout)
-            ref = gen.synthesis_flat(torch.from_numpy(edit_math.apply_edits(s_ref, [ds_ref], [edit_math.DEFAULT_ALPHA]))).numpy()
+        ref = reference(gen.synthesis_flat, edit_math.apply_edits(s_ref, [ds_ref], [edit_math.DEFAULT_ALPHA]))
         return ref, beta
 
     def invert_edit_check(self, onnx: dict, rng) -> Check:
@@ -297,17 +333,17 @@ class Validator:
         gen, m = self.models.generator, self.manifest
         photos = self.specs["encoder"].sample(max(self.batches), rng)
         mapper = next(iter(m["mappers"]), None)
-        with torch.no_grad():
-            w = self.models.encoder(torch.from_numpy(photos))
-            if mapper is not None:
-                w = self.models.mappers[mapper].edit(w)
-            ref = gen(w).numpy()
+
+        def pytorch(x):
+            w = self.models.encoder(x)
+            return gen(w if mapper is None else self.models.mappers[mapper].edit(w))
+        ref = reference(pytorch, photos)
         w_out = onnx["encoder"](photos)
         if mapper is not None:
             w_out = onnx[m["mappers"][mapper]["graph"]](w_out)
         out = onnx["synthesis_wplus"](w_out)
         name = f"edit:invert{f'_mapper_{mapper}' if mapper else ''}"
-        self.images[name] = (ref, out)
+        self.images[name] = side_by_side(ref, out)
         return _check(name, "fp32", len(photos), "image", ref, out)
 
     def run(self, report: bool = True) -> list[Check]:
@@ -340,9 +376,9 @@ class Validator:
         # The report folder is the validator's own part of a bundle (replace_problem spares it too).
         with atomic_path(self.folder / REPORT_DIR, is_dir=True, replace=lambda _: None) as tmp:
             pictures = []
-            for name, (ref, out) in self.images.items():
+            for name, picture in self.images.items():
                 file = f"{name.replace(':', '_')}.png"
-                save_side_by_side(tmp / file, ref, out)
+                picture.save(tmp / file)
                 pictures.append((name, file))
             (tmp / "index.html").write_text(render_html(self.manifest, checks, pictures))
         return self.folder / REPORT_DIR / "index.html"
