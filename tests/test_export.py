@@ -238,10 +238,16 @@ def _sigmoids(path) -> int:
     return sum(n.op_type == "Sigmoid" for n in onnx.load(str(path)).graph.node)
 
 
+def test_openai_files_are_detected_whatever_the_name(named_tiny_clip):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: the file tells
+        clip = load_clip("tiny-act-test", named_tiny_clip / "openai.pt")
+    assert clip.activation == "QuickGELU" and "OpenAI" in clip.activation_source
+
+
 @pytest.mark.parametrize("weights, name, activation, warns", [
     ("plain.pt", "tiny-act-test", "GELU", True),           # open_clip's naming, said aloud
     ("plain.pt", "tiny-act-test-quickgelu", "QuickGELU", False),
-    ("openai.pt", "tiny-act-test", "QuickGELU", False),     # OpenAI's extra keys: detected
 ])
 def test_clip_activation_is_recorded_and_exported(models, named_tiny_clip, tmp_path, weights, name, activation, warns):
     from runtime.checks import ToolWarning
