@@ -7,12 +7,16 @@ success = share of the images without the target value that have it after the ed
 share of the other attributes unchanged; geometry drift = mean |change| of the regressed geometry (in
 units of each value's range); plus seconds per edited image. With an identity network (ArcFace for real
 faces, precompute/identity.py): identity = mean cosine between its features of each image before and after.
+Edits of a colour attribute (hair, eyes, skin, background) succeed by the colour a person sees instead
+(precompute/demo/colour.py: the region's colour named in CIELAB among the renderer's colours and others it never
+draws), with the classifier's success beside it, and have a spill: how much of the rest of the picture changed.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,8 +26,9 @@ from runtime.files import atomic_path, slugify
 from runtime.images import grid, save_png
 
 from .demo.classifier import AttributeClassifier, read_attributes
+from .demo.colour import COLOUR_ATTRIBUTES, SPILL_DELTA_E, SPILL_MARGIN, ColourJudge
 from .demo.edits import DEMO_EDITS, EditSpec, find_edits  # noqa: F401  (re-exported)
-from .demo.render import ATTRIBUTE_NAMES, ATTRIBUTES
+from .demo.render import ATTRIBUTE_NAMES, ATTRIBUTES, Face
 from .demo.training import to_model_input, to_uint8
 
 
@@ -231,7 +236,17 @@ def read_faces(classifier: AttributeClassifier, images: np.ndarray) -> tuple[np.
     return values, geometry
 
 
-def score(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray], spec: EditSpec) -> dict:
+def faces_read(values: np.ndarray, geometry: np.ndarray) -> list[Face]:
+    """The faces `read_faces` reads: where the colour regions of images without a known face come from. Seed 0:
+    the seed only places hair strands, inside the hair."""
+    return [Face(tuple(int(v) for v in vs), tuple(float(g) for g in np.clip(gs, 0, 1)))
+            for vs, gs in zip(values, geometry)]
+
+
+def score(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray], spec: EditSpec,
+          colour: dict | None = None) -> dict:
+    """A row's scores from the classifier's readings before and after; for a colour edit, `colour`
+    (ColourJudge.score: eligible, success, read_as, spill) replaces its success, kept as "success (classifier)"."""
     (a0, g0), (a1, g1) = before, after
     k = ATTRIBUTE_NAMES.index(spec.attribute)
     target = ATTRIBUTES[spec.attribute].index(spec.value)
@@ -239,11 +254,13 @@ def score(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.nda
     others = [i for i in range(len(ATTRIBUTE_NAMES)) if i != k]
     changed = (a1[:, others] != a0[:, others]).mean(0)  # per other attribute: what preservation loses
     worst = int(np.argmax(changed))
-    return {"n": int(len(a0)), "eligible": int(eligible.sum()),
-            "success": float((a1[eligible, k] == target).mean()) if eligible.any() else float("nan"),
-            "preservation": float(1 - changed.mean()),
-            "drift": float(np.abs(g1 - g0).mean()),
-            "most_changed": (ATTRIBUTE_NAMES[others[worst]], float(changed[worst]))}
+    row = {"n": int(len(a0)), "eligible": int(eligible.sum()),
+           "success": float((a1[eligible, k] == target).mean()) if eligible.any() else float("nan"),
+           "preservation": float(1 - changed.mean()),
+           "drift": float(np.abs(g1 - g0).mean()),
+           "most_changed": (ATTRIBUTE_NAMES[others[worst]], float(changed[worst]))}
+    # The classifier names every colour by the nearest of the renderer's (blue hair: "purple"): second opinion only.
+    return row if colour is None else {**row, "success (classifier)": row["success"], **colour}
 
 
 def identity_features(identity, images: np.ndarray, batch: int) -> torch.Tensor:
@@ -260,29 +277,43 @@ def sample_wplus(gen, n: int, seed: int, psi: float) -> torch.Tensor:
         return gen.wplus_from_z(z, psi)
 
 
-def inverted_wplus(encoder, n: int, seed: int = 0) -> torch.Tensor:
+class Inverted(NamedTuple):
+    """Latents of renders, with the faces rendered: colour regions come from a render's own face."""
+
+    wplus: torch.Tensor
+    faces: list[Face]
+
+
+def inverted_wplus(encoder, n: int, seed: int = 0) -> Inverted:
     """W+ of n held-out renders (render seed HELDOUT_SEED + seed; no model saw them) inverted by `encoder`."""
-    from .demo.render import sample_dataset
+    from .demo.render import render_batch, sample_faces
     from .demo.train_encoder import invert_renders
     from .demo.training import HELDOUT_SEED
 
-    return invert_renders(encoder, sample_dataset(n, HELDOUT_SEED + seed)[0])
+    faces = sample_faces(n, HELDOUT_SEED + seed)
+    return Inverted(invert_renders(encoder, render_batch(faces)), faces)
 
 
 def evaluate_edits(gen, classifier, edits, methods, n: int = 200, seed: int = 0, psi: float = 0.7, batch: int = 100,
-                   examples: int = 6, progress: bool = True, wplus: torch.Tensor | None = None,
+                   examples: int = 6, progress: bool = True, wplus: torch.Tensor | Inverted | None = None,
                    identity=None) -> tuple[list[dict], dict[str, list[list[np.ndarray]]]]:
     """Rows of the quality table (one per edit and available method) and, per edit, example grid rows
     (original, then each method's result). The latents: `wplus` when given (e.g. `inverted_wplus`), else n
     sampled ones (seed, truncation psi); "original" is what the generator draws from them. With `identity`
-    (an image-embedding network, e.g. precompute.identity's ArcFace) every row also has "identity"."""
+    (an image-embedding network, e.g. precompute.identity's ArcFace) every row also has "identity".
+    Colour edits' regions come from the faces rendered (`Inverted`), else from the classifier's readings of the
+    originals: an edit should not move the face, so each edited image is read where its original shows it."""
     from tqdm.auto import tqdm
 
+    wplus, faces = wplus if isinstance(wplus, Inverted) else (wplus, None)
     wplus = sample_wplus(gen, n, seed, psi) if wplus is None else wplus
     n = len(wplus)
     with torch.no_grad():
         originals = np.concatenate([to_uint8(gen(wplus[i:i + batch])) for i in range(0, n, batch)])
     before = read_faces(classifier, originals)
+    colours = None
+    if any(spec.attribute in COLOUR_ATTRIBUTES for spec in edits):
+        colours = ColourJudge(faces_read(*before) if faces is None else faces, originals)
     source_ids = None if identity is None else identity_features(identity, originals, batch)
     rows, pictures = [], {}
     jobs = [(spec, m) for spec in edits for m in methods if m.available(spec)]
@@ -292,8 +323,9 @@ def evaluate_edits(gen, classifier, edits, methods, n: int = 200, seed: int = 0,
         start = time.perf_counter()
         edited = np.concatenate([method(wplus[i:i + batch], spec) for i in range(0, n, batch)])
         seconds = (time.perf_counter() - start) / n
+        colour = colours.score(edited, spec.attribute, spec.value) if spec.attribute in COLOUR_ATTRIBUTES else None
         rows.append({"edit": spec.name, "method": method.label, "setting": method.describe(spec),
-                     **score(before, read_faces(classifier, edited), spec), "seconds": seconds})
+                     **score(before, read_faces(classifier, edited), spec, colour), "seconds": seconds})
         if source_ids is not None:
             rows[-1]["identity"] = float((identity_features(identity, edited, batch) * source_ids).sum(1).mean())
         shown = pictures.setdefault(spec.name, [[originals[i]] for i in range(min(examples, n))])
@@ -307,17 +339,25 @@ BARS = {"C global": (0.85, 0.95), "B mapper": (0.95, 0.95), "A optimize": (0.95,
 
 
 def meets_bar(row: dict) -> bool | None:
+    """Against the method's bar; a colour edit's "success" is already the colour a person sees (`score`)."""
     bar = BARS.get(row["method"].removesuffix(" (runtime)"))
     return None if bar is None else row["success"] >= bar[0] and row["preservation"] >= bar[1]
 
 
 def format_table(rows: list[dict], markdown: bool = False) -> str:
-    """The quality table; an "identity" column after geometry drift when the rows were scored with one."""
+    """The quality table; an "identity" column after geometry drift when the rows were scored with one. Colour
+    edits fill "success (classifier)", "read as" and "spill"; other edits show "-" there."""
     ids = any("identity" in r for r in rows)
-    head = ["edit", "method", "setting", "success", "preservation", "geometry drift", *(["identity"] if ids else []),
-            "s/edit", "bar", "most changed other attribute"]
-    body = [[r["edit"], r["method"], r["setting"], f"{r['success']:.3f}", f"{r['preservation']:.3f}", f"{r['drift']:.4f}",
-             *([f"{r.get('identity', float('nan')):.3f}"] if ids else []), f"{r['seconds']:.4f}",
+    head = ["edit", "method", "setting", "success", "success (classifier)", "read as", "spill", "preservation",
+            "geometry drift", *(["identity"] if ids else []), "s/edit", "bar", "most changed other attribute"]
+
+    def colour(r: dict) -> list[str]:
+        if "spill" not in r:
+            return ["-"] * 3
+        return [f"{r['success (classifier)']:.3f}", "{} {:.3f}".format(*r["read_as"]), f"{r['spill']:.3f}"]
+
+    body = [[r["edit"], r["method"], r["setting"], f"{r['success']:.3f}", *colour(r), f"{r['preservation']:.3f}",
+             f"{r['drift']:.4f}", *([f"{r.get('identity', float('nan')):.3f}"] if ids else []), f"{r['seconds']:.4f}",
              {True: "met", False: "MISSED", None: "-"}[meets_bar(r)], "{} {:.3f}".format(*r["most_changed"])]
             for r in rows]
     if markdown:
@@ -335,7 +375,14 @@ def write_report(out_dir, rows: list[dict], pictures: dict, context: str) -> lis
         labels = ["original"] + [r["method"] for r in rows if r["edit"] == name]
         written.append(save_png(grid(grid_rows, labels, scale=3), out_dir / "edits" / f"{slugify(name)}.png"))
     text = ["# Edit quality on the demo world", "", context, "",
-            "success: share of the images without the target value that have it after the edit; preservation: "
+            "success: share of the images without the target value that have it after the edit, as the classifier "
+            "reads it; for colour edits (hair, eyes, skin, background) as a person sees it instead: the median CIELAB "
+            "colour of the attribute's region (where the renderer draws it on the original's face), named by the "
+            "nearest (CIEDE2000) of the renderer's colours and colours it never draws there, such as blue hair "
+            "(precompute/demo/colour.py). Success (classifier): the classifier's reading, which names every colour "
+            "by the nearest it knows. Read as: the colour most often read after the edit on those images, and its "
+            "share (eyes are read one side at a time; mixed: the two differ). Spill: share of the pixels outside the region (and a {SPILL_MARGIN} px margin) whose colour "
+            f"changed by more than {SPILL_DELTA_E:g} (CIEDE2000). Preservation: "
             "share of the other six attributes unchanged; geometry drift: mean |change| of the seven regressed "
             "geometry values (each in [0, 1]); s/edit: wall seconds per edited image on this machine. Bars (issue 4): "
             "C success >= 0.85 at preservation >= 0.95, B >= 0.95 / 0.95, A >= 0.95 / 0.90. Most changed other attribute: "

@@ -1,4 +1,6 @@
 """Edit-quality harness (DESIGN §8): scoring by hand, and every method end to end on tiny random models."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -37,6 +39,38 @@ def test_score_by_hand():
     assert row["preservation"] == pytest.approx(1 - 1 / 24)
     assert row["drift"] == pytest.approx(0.1)
     assert row["most_changed"] == ("glasses", pytest.approx(1 / 4))  # what preservation lost: 1 face of 4
+    [cells] = table_rows(ev.format_table([{**ROW, **row}]))
+    assert [cells[k] for k in ("success", "success (classifier)", "read as", "spill")] == ["0.667", "-", "-", "-"]
+
+
+ROW = {"edit": "purple hair", "method": "C global", "setting": "alpha 5, beta 0.35", "seconds": 0.01}
+
+
+def table_rows(text: str, edit: str = "") -> list[dict]:
+    """The printed quality table's rows (of `edit`) as {column: cell}; columns are 2+ spaces apart. The header
+    may follow the progress bar on its line."""
+    lines = text.splitlines()
+    head = next(line for line in lines if line.endswith("most changed other attribute"))
+    head = re.split(r"\s{2,}", head[head.index("edit "):])
+    return [dict(zip(head, re.split(r"\s{2,}", line.strip()))) for line in lines
+            if line.startswith(edit) and not line.startswith(("edit ", "---"))]
+
+
+def test_a_colour_edit_succeeds_by_the_colour_seen():
+    """The classifier calls blue hair purple; the colour read (precompute/demo/colour.py) decides success and bar."""
+    hair, purple = ATTRIBUTE_NAMES.index("hair_color"), ATTRIBUTES["hair_color"].index("purple")
+    before = np.zeros((4, len(ATTRIBUTE_NAMES)), np.int64)
+    after = before.copy()
+    after[:, hair] = purple
+    geometry = np.zeros((4, len(GEOMETRY)), np.float32)
+    seen = {"eligible": 4, "success": 0.25, "read_as": ("blue", 0.75), "spill": 0.125}
+    row = ev.score((before, geometry), (after, geometry), ev.find_edits(["purple hair"])[0], seen)
+    assert row["success (classifier)"] == 1.0 and row["preservation"] == 1.0
+    assert {k: row[k] for k in seen} == seen
+    assert ev.meets_bar({**ROW, **row}) is False and ev.meets_bar({**ROW, **row, "success": 0.9}) is True
+    [columns] = table_rows(ev.format_table([{**ROW, **row}]))
+    assert columns["success"] == "0.250" and columns["success (classifier)"] == "1.000"
+    assert columns["read as"] == "blue 0.750" and columns["spill"] == "0.125" and columns["bar"] == "MISSED"
 
 
 def test_global_setting_names_an_unusual_neutral_text():
@@ -80,6 +114,7 @@ def test_every_method_is_scored_and_pictured(demo_dir, tmp_path):
                                                         ("smiling", "A optimize")]
     for r in rows:
         assert 0 <= r["preservation"] <= 1 and r["drift"] >= 0 and r["seconds"] > 0
+        assert ("spill" in r) == (r["edit"] == "purple hair")  # colour edits only
     assert [len(row) for row in pictures["purple hair"]] == [4, 4, 4] and pictures["smiling"][0][0].shape == (64, 64, 3)
     # Method C really edits: the edited images differ from the originals.
     assert not np.array_equal(pictures["smiling"][0][0], pictures["smiling"][0][1])
@@ -101,10 +136,10 @@ def test_cli_evaluate_and_sweep(demo_dir, tmp_path):
     result = runner.invoke(main, ["evaluate", "--edits", "purple hair", "-n", "3", "--demo-dir", str(demo_dir),
                                   "--sweep-strengths", "0,1", "--threads", "1"])
     assert result.exit_code == 0, result.output
-    rows = [line.split() for line in result.output.splitlines() if line.startswith("purple hair ")]
-    assert [r[4:6] for r in rows] == [["strength", "0"], ["strength", "1"]]
-    # Strength 0 leaves every image as it was: everything preserved, no drift.
-    assert rows[0][7:9] == ["1.000", "0.0000"]
+    rows = table_rows(result.output, "purple hair ")
+    assert [r["setting"] for r in rows] == ["strength 0", "strength 1"]
+    # Strength 0 leaves every image as it was: everything preserved, no drift, no spill.
+    assert [rows[0][k] for k in ("preservation", "geometry drift", "spill")] == ["1.000", "0.0000", "0.000"]
     result = runner.invoke(main, ["evaluate", "--methods", "B", "--edits", "purple hair", "-n", "3", "--strength", "0.5",
                                   "--threads", "1", "--demo-dir", str(demo_dir), "--out-dir", str(out)])
     assert result.exit_code == 0, result.output
@@ -123,9 +158,11 @@ def test_cli_evaluate_inverted_renders(demo_dir, tmp_path):
     from precompute.demo.training import HELDOUT_SEED
     from precompute.encoder import load_encoder
 
-    wplus = ev.inverted_wplus(load_encoder(demo_dir / "encoder.json"), 3, seed=1)
-    expected = invert_renders(load_encoder(demo_dir / "encoder.json"), sample_dataset(3, HELDOUT_SEED + 1)[0])
+    wplus, faces = ev.inverted_wplus(load_encoder(demo_dir / "encoder.json"), 3, seed=1)
+    images, labels, _ = sample_dataset(3, HELDOUT_SEED + 1)
+    expected = invert_renders(load_encoder(demo_dir / "encoder.json"), images)
     assert torch.equal(wplus, expected) and wplus.shape == (3, 10, 32)
+    assert [f.attrs for f in faces] == [tuple(row) for row in labels]  # colour regions come from the renders' faces
     result = CliRunner().invoke(main, ["evaluate", "--inverted", "--methods", "C,B", "--edits", "purple hair", "-n", "3",
                                        "--threads", "1", "--demo-dir", str(demo_dir), "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -201,24 +201,27 @@ def test_train_mapper_uses_the_identity_term(models, tiny, tmp_path, keep_torch_
 
 
 def quality_table(folder):
-    """The markdown table of edit_quality.md as rows of cells (header first)."""
+    """The markdown table of edit_quality.md: its header and its rows as {column: cell}."""
     lines = (folder / "edit_quality.md").read_text().splitlines()
-    return [line.strip("| ").split(" | ") for line in lines if line.startswith("| ") and "---" not in line]
+    head, *rows = [line.strip("| ").split(" | ") for line in lines if line.startswith("| ") and "---" not in line]
+    return head, [dict(zip(head, row)) for row in rows]
 
 
 def test_evaluate_adds_an_identity_column(demo_dir, tiny, tmp_path, keep_torch_threads):  # noqa: F811
     res = run("evaluate", "--methods", "C,B,A", "--edits", "purple hair", "-n", 3, "--steps", 2, "--threads", 1,
               "--identity", tiny[1], "--demo-dir", demo_dir, "--out-dir", tmp_path)
     assert res.exit_code == 0, res.output
-    head, *rows = quality_table(tmp_path)
-    assert head[5:8] == ["geometry drift", "identity", "s/edit"]
-    assert [r[1] for r in rows] == ["C global", "B mapper", "A optimize"]
-    assert all(-1 <= float(r[6]) <= 1 for r in rows) and float(rows[0][6]) < 0.99  # method C changes the face
+    head, rows = quality_table(tmp_path)
+    drift = head.index("geometry drift")
+    assert head[drift:drift + 3] == ["geometry drift", "identity", "s/edit"]
+    assert [r["method"] for r in rows] == ["C global", "B mapper", "A optimize"]
+    assert all(-1 <= float(r["identity"]) <= 1 for r in rows)
+    assert float(rows[0]["identity"]) < 0.99  # method C changes the face
     assert "--identity" in (tmp_path / "edit_quality.md").read_text()
     assert "geometry drift  identity  s/edit" in res.output  # the printed table has the column too
     # an edit that changes nothing keeps the identity exactly
     res = run("evaluate", "--methods", "B", "--strength", 0, "--edits", "purple hair", "-n", 3, "--threads", 1,
               "--identity", tiny[1], "--demo-dir", demo_dir, "--out-dir", tmp_path / "zero")
     assert res.exit_code == 0, res.output
-    head, row = quality_table(tmp_path / "zero")
-    assert row[4:7] == ["1.000", "0.0000", "1.000"]  # preservation, drift, identity
+    _, [row] = quality_table(tmp_path / "zero")
+    assert [row[k] for k in ("preservation", "geometry drift", "identity")] == ["1.000", "0.0000", "1.000"]

@@ -66,6 +66,8 @@ BACKGROUND_RGB = {
     "white": (242, 240, 232), "blue": (165, 205, 245), "green": (175, 230, 175),
     "pink": (240, 175, 205), "yellow": (252, 246, 170),
 }
+# The attributes that are colours, each with its table: what `render` draws and `colour_regions` probes.
+COLOUR_RGB = {"hair_color": HAIR_RGB, "eye_color": EYE_RGB, "skin_tone": SKIN_RGB, "background": BACKGROUND_RGB}
 SHIRT_RGB = (60, 70, 95)
 FRAME_RGB = (22, 22, 28)
 SCLERA_RGB = (255, 255, 255)
@@ -301,9 +303,15 @@ def feature_regions(geometry: np.ndarray, size: int = 64) -> np.ndarray:
 def render(face: Face, size: int = 64, supersample: int = 4) -> np.ndarray:
     """The face as uint8 [size, size, 3]: drawn at size * supersample, then box-downsampled."""
     v = face.values()
-    skin, hair = SKIN_RGB[v["skin_tone"]], HAIR_RGB[v["hair_color"]]
+    return _draw(face, {name: table[v[name]] for name, table in COLOUR_RGB.items()}, size, supersample)
+
+
+def _draw(face: Face, colours: dict[str, Sequence[int]], size: int, supersample: int) -> np.ndarray:
+    """`render` with the colour attributes' RGB given (`COLOUR_RGB`'s keys), so `colour_regions` can probe them."""
+    v = face.values()
+    skin, hair = colours["skin_tone"], colours["hair_color"]
     f = _face_frame(face)
-    c = _Canvas(size * supersample, BACKGROUND_RGB[v["background"]])
+    c = _Canvas(size * supersample, colours["background"])
     _draw_shoulders(c, f)
     _draw_ears(c, f, skin)
     bald = v["hair_style"] == "bald"
@@ -315,13 +323,32 @@ def render(face: Face, size: int = 64, supersample: int = 4) -> np.ndarray:
     if not bald:
         c.image.paste(texture, (0, 0), fringe)
     _draw_brows(c, f, hair, v["expression"])
-    _draw_eyes(c, f, EYE_RGB[v["eye_color"]])
+    _draw_eyes(c, f, colours["eye_color"])
     if v["glasses"] == "yes":
         _draw_glasses(c, f)
     _draw_nose(c, f, skin)
     _draw_mouth(c, f, v["expression"])
     image = c.image.reduce(supersample) if supersample > 1 else c.image
     return np.asarray(image, dtype=np.uint8)
+
+
+# Probe colours: the face drawn with every colour attribute in _PROBE_BASE, then with one of them in _PROBE_ON.
+# The base's channel sum stays above 150 so that hair strands are its shade, as for every hair colour but black.
+_PROBE_BASE, _PROBE_ON = (64, 64, 64), (255, 255, 255)
+
+
+def colour_regions(face: Face, size: int = 64, supersample: int = 4) -> dict[str, np.ndarray]:
+    """Where each colour attribute (`COLOUR_RGB`) shows in the face's render: per attribute, float32 [size, size],
+    the share of each pixel drawn in that attribute's colour (1 solid; ~0.8 on hair strands and 0.7-0.9 on the
+    shaded outlines, nose and neck; fractions at anti-aliased edges; 0 elsewhere). Measured by drawing the face
+    with that one colour changed, so it is the drawing code's own geometry, occlusions (fringe, brows, glasses,
+    pupils, mouth) included. The hair colour's region holds the eyebrows, which are drawn in it (all of it on
+    bald faces)."""
+    base = {name: _PROBE_BASE for name in COLOUR_RGB}
+    reference = _draw(face, base, size, supersample).astype(np.float32)
+    span = float(np.mean(_PROBE_ON) - np.mean(_PROBE_BASE))
+    return {name: np.clip((_draw(face, {**base, name: _PROBE_ON}, size, supersample) - reference).mean(-1) / span,
+                          0, 1) for name in COLOUR_RGB}
 
 
 def render_batch(faces: Iterable[Face], size: int = 64, supersample: int = 4) -> np.ndarray:
