@@ -24,10 +24,14 @@ from tqdm import tqdm
 
 from runtime import edit_math
 from runtime.bundle import BundleError, load_table, text_tokens, verify_bundle, verify_file
+from precompute.checkpoints import load_generator
+from precompute.clip_model import load_clip
+from precompute.encoder import load_encoder
+from precompute.mapper import load_mapper
 from runtime.files import atomic_path, sha256_file
 
-from .bundle import Models, Sources, load_sources, write_manifest
-from .graphs import clip_graphs, encoder_graph, generator_graphs, mapper_graph
+from .bundle import Sources, mapper_name, write_manifest
+from .graphs import InputSampler, clip_graphs, encoder_graph, generator_graphs, mapper_graph
 
 # metric, threshold, whether larger is better; per precision and per kind of output
 TOLERANCES = {
@@ -221,19 +225,80 @@ def side_by_side(ref: np.ndarray, out: np.ndarray, max_side: int = 256) -> Image
     return Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
 
 
+class LazyModels:
+    """The bundle's PyTorch sources, each loaded when first used. `keep(...)` releases the large ones not
+    named: at 1024 px e4e is 1 GB and CLIP 0.6 GB, which beside the encoder's session (3 GB while onnxruntime
+    optimizes it) would not fit the 6 GiB a validation may take. The generator and mappers stay."""
+
+    LARGE = ("clip", "encoder")
+
+    def __init__(self, src: Sources):
+        self.src, self.loaded = src, {}
+
+    def _get(self, key, load):
+        if key not in self.loaded:
+            self.loaded[key] = load()
+        return self.loaded[key]
+
+    @property
+    def generator(self):
+        return self._get("generator", lambda: load_generator(self.src.generator))
+
+    @property
+    def clip(self):
+        return self._get("clip", lambda: load_clip(self.src.clip_name, self.src.clip))
+
+    @property
+    def encoder(self):
+        return None if self.src.encoder is None else self._get("encoder", lambda: load_encoder(self.src.encoder))
+
+    @property
+    def mappers(self) -> dict:
+        return self._get("mappers", lambda: {mapper_name(p): load_mapper(p) for p in self.src.mappers})
+
+    def sampler(self, clip: bool = False, photos: bool = False) -> InputSampler:
+        """Inputs from the generator (and token ids from CLIP, pictures at the encoder's size when asked)."""
+        return InputSampler(self.generator, self.clip if clip else None,
+                            self.encoder.config.input_size if photos else None)
+
+    def keep(self, *names: str) -> None:
+        for key in self.LARGE:
+            if key not in names and self.loaded.pop(key, None) is not None:
+                gc.collect()
+
+
+def family(graph: str) -> str:
+    """Which PyTorch model a graph is checked against."""
+    return ("clip" if graph in ("text_encoder", "image_encoder") else "encoder" if graph == "encoder"
+            else "mapper" if graph.startswith("mapper_") else "generator")
+
+
 class Validator:
     def __init__(self, folder, batches=(1, 4), seed=0, progress=True):
         self.folder, self.batches, self.seed, self.progress = Path(folder), tuple(batches), seed, progress
         self.manifest = verify_bundle(folder)
-        self.models: Models = load_sources(sources_from_manifest(self.manifest))
-        gen, clip = self.models.generator, self.models.clip
-        sampler = self.models.sampler()
-        specs = generator_graphs(gen, sampler) + clip_graphs(clip, sampler, "image_encoder" in self.manifest["graphs"])
-        specs += [mapper_graph(name, m, sampler) for name, m in self.models.mappers.items()]
-        if self.models.encoder is not None:
-            specs.append(encoder_graph(self.models.encoder, sampler))
-        self.specs = {s.name: s for s in specs}
+        self.models = LazyModels(sources_from_manifest(self.manifest))
+        self.models.generator  # noqa: B018  (a source that cannot be loaded fails before any check)
+        self._specs: tuple[str, dict] = ("", {})
         self.images: dict[str, Image.Image] = {}  # report pictures: name -> PyTorch | exported | error
+
+    def spec(self, graph: str):
+        """The graph's PyTorch counterpart and input sampler; only one family's large model is loaded."""
+        fam = family(graph)
+        if self._specs[0] != fam:
+            self._specs = ("", {})
+            self.models.keep(fam)
+            models = self.models
+            if fam == "clip":
+                specs = clip_graphs(models.clip, models.sampler(clip=True), "image_encoder" in self.manifest["graphs"])
+            elif fam == "encoder":
+                specs = [encoder_graph(models.encoder, models.sampler(photos=True))]
+            elif fam == "mapper":
+                specs = [mapper_graph(name, m, models.sampler()) for name, m in models.mappers.items()]
+            else:
+                specs = generator_graphs(models.generator, models.sampler())
+            self._specs = (fam, {s.name: s for s in specs})
+        return self._specs[1][graph]
 
     def graph_checks(self) -> list[Check]:
         """Every variant of every graph; on a bundle with 'openvino' variants, where OpenVINO is installed, every
@@ -244,10 +309,13 @@ class Validator:
         if self.on_openvino:
             jobs += [(g, "openvino") for g, entry in graphs.items() if "openvino" not in entry["variants"]]
             jobs += [(g, OPENVINO_BF16) for g in graphs]
-        for graph, variant in tqdm(jobs, desc="validate graphs", unit="graph", disable=not self.progress):
-            spec = self.specs[graph]
+        # Each family's PyTorch model loaded once; every job keeps the inputs of its place in the manifest's order.
+        order = ["generator", "mapper", "clip", "encoder"]
+        jobs = sorted(enumerate(jobs), key=lambda job: order.index(family(job[1][0])))
+        for index, (graph, variant) in tqdm(jobs, desc="validate graphs", unit="graph", disable=not self.progress):
+            spec = self.spec(graph)
             run = self.runner(graph, variant)
-            rng = np.random.default_rng([self.seed, len(checks)])
+            rng = np.random.default_rng([self.seed, index * len(self.batches)])
             for batch in self.batches:
                 x = spec.sample(batch, rng)
                 ref = reference(spec.module, x)
@@ -280,14 +348,16 @@ class Validator:
     def edit_checks(self) -> list[Check]:
         """Whole edits vs PyTorch, compared on the final images: with the fp32 graphs, and again with the
         int8 text encoder / mappers where the bundle has them (their error as a user sees it)."""
-        gen, clip, m = self.models.generator, self.models.clip, self.manifest
+        gen, m = self.models.generator, self.manifest
         rng = np.random.default_rng([self.seed, 999])
-        wplus = self.specs["styles"].sample(max(self.batches), rng)
+        wplus = self.spec("styles").sample(max(self.batches), rng)
         fp32 = Sessions(self.folder, m, "fp32")
         checks = []
         if m.get("encoder"):
             checks.append(self.invert_edit_check(fp32, rng))
             fp32.close()
+        self.models.keep("clip")
+        clip = self.models.clip
         gd_ref = self._gd_reference(wplus) if m.get("global_directions") else None
         for variant in ("fp32", "int8"):
             runners = fp32 if variant == "fp32" else Sessions(self.folder, m, variant, fp32)
@@ -331,7 +401,7 @@ class Validator:
     def invert_edit_check(self, onnx: dict, rng) -> Check:
         """Pictures -> encoder -> an edit (the first mapper, else none) -> image, all-ONNX vs all-PyTorch."""
         gen, m = self.models.generator, self.manifest
-        photos = self.specs["encoder"].sample(max(self.batches), rng)
+        photos = self.spec("encoder").sample(max(self.batches), rng)
         mapper = next(iter(m["mappers"]), None)
 
         def pytorch(x):
