@@ -1,6 +1,7 @@
 """Command line: parses options and calls the library. Run `python cli.py --help`."""
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import sys
@@ -22,7 +23,7 @@ DEMO_PHOTO_SEED = 900_001  # the held-out renders' seed (precompute.demo.trainin
 USER_ERRORS = (ValueError, OSError, MemoryError)
 
 # What each optional extra brings (module names), for the check that runs before a command needs them.
-EXTRAS = {"train": ("torch", "torchvision", "open_clip", "onnx", "onnxscript", "safetensors", "tqdm"),
+EXTRAS = {"train": ("torch", "torchvision", "open_clip", "onnx", "onnxscript", "safetensors", "tqdm", "skimage"),
           "distributed": ("ray",), "align": ("dlib", "scipy")}
 SECTIONS = (("runtime", "Edit with a bundle (the base install)"),
             ("align", "Real photos: find and align faces (need the [align] extra)"),
@@ -91,6 +92,11 @@ class Cli(click.Group):
             return super().invoke(ctx)
         except USER_ERRORS as err:
             message = "out of memory; use fewer or smaller inputs" if isinstance(err, MemoryError) else str(err)
+            if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG and (err.filename2 or err.filename):
+                from runtime.files import NameTooLongError, name_too_long  # the system's line names temporaries
+
+                if not isinstance(err, NameTooLongError):
+                    message = str(name_too_long(err.filename2 or err.filename, "the path"))
             click.echo(f"error: {message}", err=True)
             sys.exit(2)
 
@@ -174,11 +180,13 @@ def convert(checkpoint, output, trust_pickle, sha256):
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("output", type=Output(stem=True))
 @click.option("--trust-pickle", is_flag=True, help="Allow a full unpickle (runs code from the file; trusted files only).")
-def import_mapper(checkpoint, output, trust_pickle):
+@click.option("--prompt", help="The text the mapper edits towards, as `edit --method mapper` will be given it "
+                               "[StyleCLIP's short description in the checkpoint, e.g. 'purple hair'].")
+def import_mapper(checkpoint, output, trust_pickle, prompt):
     """Import an official StyleCLIP mapper checkpoint (its decoder copy is dropped)."""
     from precompute.mapper import import_official_mapper, save_mapper
 
-    mapper = import_official_mapper(checkpoint, trust_pickle=trust_pickle)
+    mapper = import_official_mapper(checkpoint, trust_pickle=trust_pickle, prompt=prompt)
     groups = [g for g, on in mapper.config.enabled.items() if on]
     click.echo(f"mapper for {mapper.config.prompt!r}: groups {', '.join(groups)}, split {mapper.config.split}")
     for path in save_mapper(mapper, output):
@@ -262,6 +270,8 @@ def export_cmd(generator, clip_path, clip_name, mappers, fs3, encoder, s_stats, 
     manifest = export_bundle(out, src, ExportOptions(fp16, torchscript, tensorrt, image_encoder, int8=int8,
                                                      openvino=openvino))
     total = sum(f["size"] for f in manifest["files"].values())
+    clip = manifest["clip"]
+    click.echo(f"CLIP {clip['name'] or '(custom config)'}: activation {clip['activation']} ({clip['activation_source']})")
     click.echo(f"wrote {out} ({len(manifest['graphs'])} graphs, {total / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
 
 
@@ -1172,6 +1182,53 @@ def train_encoder_cmd(generator, clip_path, classifier, workdir, steps, latent_s
 
 
 @requires("train")
+@main.command("train-identity")
+@click.option("--workdir", default="build/train/identity", show_default=True, type=click.Path(file_okay=False),
+              help="Render cache and checkpoint; rerunning the same command resumes.")
+@click.option("--steps", default=1500, show_default=True, type=click.IntRange(1))
+@click.option("--batch", default=64, show_default=True, type=click.IntRange(2), help="Identities per step (even), two views each.")
+@click.option("--n-identities", default=6000, show_default=True, type=click.IntRange(2),
+              help="Cached identities (even), 4 renders each.")
+@click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--n-eval", default=1000, show_default=True, type=click.IntRange(0), help="Held-out identities measured at the end.")
+@click.option("--encoder", default="artifacts/demo/encoder.json", show_default=True, type=click.Path(dir_okay=False),
+              help="With --generator: also measures renders against their reconstructions (skipped while either is "
+                   "missing; rerun the finished command to add it). Never in the loss.")
+@click.option("--generator", default="artifacts/demo/generator.json", show_default=True, type=click.Path(dir_okay=False))
+@_resumable_options
+@click.option("--out", default="artifacts/demo/identity", show_default=True, type=Output(stem=True),
+              help="Weights stem: writes OUT.safetensors and OUT.json once all steps are done.")
+def train_identity_cmd(workdir, steps, batch, n_identities, checkpoint_every, n_eval, encoder, generator, seed, threads,
+                       stop_at, out):
+    """Train the demo identity network (the demo world's ArcFace: renders of one geometry embed close)."""
+    from precompute.demo.train_identity import IdentityTrainConfig, evaluate_identity, finalize, format_metrics, train_identity
+    from precompute.identity import load_identity
+
+    cfg = IdentityTrainConfig(steps=steps, batch=batch, n_identities=n_identities, checkpoint_every=checkpoint_every,
+                              seed=seed)
+    net, info = train_identity(workdir, cfg, threads=threads, stop_at=stop_at)
+    click.echo(f"trained steps {info['resumed_from']} -> {info['step']} in {info['seconds']:.0f} s")
+    if _stopped_early(info, steps):
+        return
+    files = finalize(net, out, info["hparams"])
+    if n_eval:  # the shipped (fp16) weights are what gets measured
+        shipped, models = load_identity(files[1]), {}
+        if Path(encoder).is_file() and Path(generator).is_file():
+            from precompute.checkpoints import load_generator
+            from precompute.encoder import load_encoder
+
+            models = {"encoder": load_encoder(encoder), "generator": load_generator(generator)}
+        else:
+            click.echo(f"no reconstruction AUC: {encoder if not Path(encoder).is_file() else generator} not found "
+                       "(train-encoder makes the demo pair; rerun this command then to add it)")
+        metrics = evaluate_identity(shipped, n_eval, **models)
+        click.echo(format_metrics(metrics))
+        files = finalize(shipped, out, info["hparams"], metrics)
+    for path in files:
+        click.echo(f"wrote {path}")
+
+
+@requires("train")
 @main.command("sample-demo")
 @click.option("--generator", default="artifacts/demo/generator.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("-n", "n", default=32, show_default=True, type=click.IntRange(1, 256))
@@ -1315,7 +1372,11 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
 @click.option("--threads", default=0, type=click.IntRange(0), help="Threads for onnxruntime and torch (0: all usable CPUs).")
 @click.option("--max-seconds", default=60.0, show_default=True, type=click.FloatRange(0),
               help="Stop a row's repeats after this long (at least 3; 0: no limit).")
-@click.option("--graphs", help="Only these graphs, comma-separated (no whole edits, no fs3), e.g. synthesis,text_encoder.")
+@click.option("--graphs", help="Only these graphs, comma-separated (no whole edits, no photos, no fs3), e.g. "
+                                "synthesis,text_encoder.")
+@click.option("--only-photos", is_flag=True,
+              help="Only the real-photo rows: align at 512 and 2048 px, and with an encoder a whole photo (align, "
+                   "invert, GD edit, paste-back); needs the [align] and [test] extras.")
 @click.option("--profile", is_flag=True, help="Also print onnxruntime's per-op profile of every graph.")
 @click.option("--plain/--no-plain", default=True, show_default=True,
               help="Also time the rewritten graphs (synthesis, text encoder) exported without their rewrite, and the "
@@ -1323,7 +1384,8 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
 @click.option("--openvino/--no-openvino", default=None,
               help="Also time OpenVINO's CPU plugin (f32 and bf16) [when the openvino package is installed].")
 @click.option("--out", type=Output(".md"), help="Write the report into this .md (its run block; chart PNG beside it).")
-def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs, profile, plain, openvino, out):
+def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs, only_photos, profile, plain, openvino,
+          out):
     """Time the runtime against PyTorch eager (same inputs, interleaved) and against each graph's floor."""
     import shlex
 
@@ -1332,6 +1394,8 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
     sizes = parse_ints(batches, "--batches")
     if preset and bundle:
         raise click.UsageError("pass --preset or --bundle, not both")
+    if graphs and only_photos:
+        raise click.UsageError("pass --graphs or --only-photos, not both")
     if bundle:
         read_manifest(bundle)  # before the slow imports: a wrong folder fails at once
     from export.bench import bench_bundle, format_result, write_markdown
@@ -1344,18 +1408,21 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
         names = ["demo", "ffhq"] if preset == "both" else [preset or "demo"]
         targets = [(preset_bundle(ROOT / "build" / "bench" / p, p, ExportOptions(fp16=True, torchscript=True, int8=True, openvino=True),
                                   log=click.echo), p) for p in names]
-    only = [g.strip() for g in graphs.split(",") if g.strip()] if graphs else None
+    only = [g.strip() for g in (graphs or "").split(",") if g.strip()] or None  # None: every graph
+    partial = bool(only or only_photos)  # no whole edits, no fs3
     results = []
     for folder, label in targets:
         res = bench_bundle(folder, batches=sizes, repeats=repeats, warmup=warmup, threads=threads or None,
-                           max_seconds=max_seconds or None, label=label, profile=profile, graphs=only,
-                           reference_graphs=plain, openvino=openvino,
-                           edits=not only, fs3_channels=0 if only else 2, log=lambda m: click.echo(m, err=True))
+                           max_seconds=max_seconds or None, label=label, profile=profile,
+                           graphs=[] if only_photos else only, reference_graphs=plain, openvino=openvino,
+                           edits=not partial, photos=not only, fs3_channels=0 if partial else 2,
+                           log=lambda m: click.echo(m, err=True))
         click.echo(format_result(res) + "\n")
         results.append(res)
     if out:
         command = " ".join(["python cli.py", *map(shlex.quote, sys.argv[1:])])
-        md, chart = write_markdown(out, results, command, preset or "bundle-" + targets[0][1])
+        key = (preset or "bundle-" + targets[0][1]) + ("-photos" if only_photos else "")  # not the full run's block
+        md, chart = write_markdown(out, results, command, key)
         click.echo(f"wrote {md} and {chart}")
 
 

@@ -19,7 +19,11 @@ large array copy (read + write), at the start and at the end; the better of the 
 
 Whole edits go through `runtime.editor.Editor` (global direction with a cached and an uncached text
 direction, mapper; with an encoder, inverting uint8 pictures) against the PyTorch models with the same
-numpy edit math. Peak memory per model
+numpy edit math. Real photos (scikit-image's astronaut; needs the [align] and [test] extras, else a note
+says why they were skipped): `runtime.align` at 512 and 2048 px, its detection, landmarks and warp each
+timed alone and the whole align (it has no PyTorch counterpart), and with an encoder a whole photo: align,
+invert, a global-direction edit and paste-back, against the same numpy align and paste-back around the
+PyTorch encoder and generator. Peak memory per model
 family is the growth of the resident set's high-water mark (/proc/self/status VmHWM, reset through
 /proc/self/clear_refs) while the family's sessions load and warm up, and while PyTorch warms up.
 """
@@ -40,7 +44,7 @@ import numpy as np
 import onnx
 import torch
 
-from runtime import edit_math
+from runtime import align, edit_math
 from runtime import openvino as openvino_module
 from runtime.bundle import text_tokens, verify_file
 from runtime.editor import Editor, GlobalEdit, MapperEdit
@@ -57,6 +61,8 @@ GD_EDIT = ("a face with purple hair", "a face")
 PAUSE_S = 0.05
 UNCUT = "fp32 uncut"  # text encoder variant row: all context_length ids, padding included
 MAC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "MatMulInteger", "ConvInteger", "Attention")
+ALIGN_SIDES = (512, 2048)  # the align rows' photos: the astronaut and its PIL-bicubic upscale
+ALIGN_CROP = 256  # e4e's crop size (align's default)
 # Contrib ops our graphs use, which ONNX shape inference does not know: output 0 has the shape of this input.
 CONTRIB_SAME_SHAPE = {("com.microsoft", "Attention"): 0}
 
@@ -110,6 +116,32 @@ def interleaved(candidates: dict[str, Callable[[], object]], repeats: int, warmu
         if max_seconds is not None and r + 1 >= min_repeats and time.perf_counter() - start > max_seconds:
             break
     return {name: Stats.of(t) for name, t in times.items()}
+
+
+def astronaut(side: int) -> np.ndarray:
+    """scikit-image's astronaut (a 512 px portrait; the [test] extra), PIL-bicubic resized to side x side."""
+    from PIL import Image
+    from skimage import data
+
+    photo = data.astronaut()
+    return photo if side == photo.shape[0] else np.asarray(Image.fromarray(photo).resize((side, side), Image.BICUBIC))
+
+
+def photos_missing() -> str | None:
+    """Why the real-photo rows cannot run here (one line), or None; loads dlib's models when they can."""
+    import importlib
+
+    for module, what, hint in (("skimage.data", "scikit-image (the portrait)", "pip install 'styleclip-edge[test]'"),
+                               ("scipy.ndimage", "scipy (align's border blur)", align.EXTRA_HINT)):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return f"{what} is not installed: {hint}"
+    try:
+        align.load_models()
+    except align.AlignError as err:
+        return str(err)
+    return None
 
 
 # --- memory -------------------------------------------------------------------------------------------
@@ -361,10 +393,10 @@ def machine_info(threads: int) -> dict:
 # --- rows -----------------------------------------------------------------------------------------------
 @dataclass
 class Row:
-    section: str  # graph | edit | precompute
+    section: str  # graph | edit | photo | precompute
     name: str
     batch: int
-    variant: str  # fp32 | fp16 | torchscript | fp32 uncut (graphs); fp32 (edits); torch (precompute)
+    variant: str  # fp32 | fp16 | torchscript | fp32 uncut (graphs); fp32 (edits); dlib (align); torch (precompute)
     runtime: Stats | None  # the runtime (onnxruntime, or the TorchScript module for that variant)
     torch: Stats | None  # PyTorch eager on the same inputs, in the same loop
     cost: Cost | None = None
@@ -407,6 +439,7 @@ class BenchResult:
     machine: dict
     seconds: float = 0.0
     profiles: list = field(default_factory=list)  # (graph, batch, ort_profile rows)
+    notes: list = field(default_factory=list)  # one line each: rows skipped and why
 
 
 def _module_mb(module: torch.nn.Module) -> float:
@@ -421,7 +454,8 @@ class Bench:
 
     def __init__(self, bundle, models: Models | None = None, batches=(1, 8), repeats: int = 20, warmup: int = 2,
                  threads: int | None = None, max_seconds: float | None = 60.0, graphs=None, edits: bool = True,
-                 fs3_channels: int = 2, hardware_sizes=(2048, 512), seed: int = 0, label: str | None = None,
+                 photos: bool = True, align_sides=ALIGN_SIDES, fs3_channels: int = 2, hardware_sizes=(2048, 512),
+                 seed: int = 0, label: str | None = None,
                  profile: bool = False, reference_graphs: bool = True, openvino: bool | None = None,
                  log: Callable[[str], None] = lambda _: None):
         self.folder = Path(bundle)
@@ -431,6 +465,10 @@ class Bench:
             raise ValueError(f"need batches >= 1, repeats >= 1 and warmup >= 0, got {batches}, {repeats}, {warmup}")
         self.repeats, self.warmup, self.max_seconds = repeats, warmup, max_seconds
         self.edits, self.fs3_channels, self.hardware_sizes = edits, fs3_channels, hardware_sizes
+        if any(not 0 < s <= align.DETECT_SIDE for s in align_sides):  # larger ones detect_faces resizes first
+            raise ValueError(f"align sides must be 1..{align.DETECT_SIDE} px, got {list(align_sides)}")
+        self.photos, self.align_sides = photos, tuple(align_sides)
+        self.notes: list[str] = []
         self.profile_graphs = profile
         self.reference_graphs = reference_graphs  # the 'fp32 plain' and 'torch rewrite' rows
         self.openvino = openvino_module.available() if openvino is None else openvino
@@ -449,7 +487,7 @@ class Bench:
         unknown = sorted(set(graphs or ()) - set(present))
         if unknown:
             raise ValueError(f"this bundle has no graph {', '.join(unknown)}; it has {', '.join(present)}")
-        self.specs = {s.name: s for s in specs if s.name in present and (not graphs or s.name in graphs)}
+        self.specs = {s.name: s for s in specs if s.name in present and (graphs is None or s.name in graphs)}
         self._costs: dict[tuple, Cost] = {}
 
     # --- pieces ---
@@ -525,6 +563,8 @@ class Bench:
                 rows += [self.bench_invert(b) for b in self.batches]
             if self.edits:
                 rows += self.bench_edits()
+            if self.photos:
+                rows += self.bench_photos()
             if self.fs3_channels and self.manifest.get("global_directions"):
                 rows.append(self.bench_fs3())
             profiles = []
@@ -538,7 +578,7 @@ class Bench:
                 if row.cost is not None:
                     row.floor_s = hw.floor(row.cost)
             return BenchResult(self.label, str(self.folder), self.threads, self.batches, self.repeats, rows, memory,
-                               hw, machine, time.perf_counter() - start, profiles)
+                               hw, machine, time.perf_counter() - start, profiles, self.notes)
         finally:
             torch.set_num_threads(previous)
             if self._scratch is not None:
@@ -661,38 +701,49 @@ class Bench:
             return self.models.encoder
         return self.models.mappers[graph.removeprefix("mapper_")]
 
+    # --- the PyTorch side of whole edits: the runtime's numpy edit math around the PyTorch models ---
+    @property
+    def has_global_directions(self) -> bool:
+        return bool(self.manifest.get("global_directions")) and "text_encoder" in self.manifest["graphs"]
+
+    def torch_direction(self, edit: GlobalEdit) -> np.ndarray:
+        """Flat Δs of a global-direction edit from the PyTorch text encoder (call in inference mode)."""
+        gen, clip, tables = self.models.generator, self.models.clip, self.models.tables
+        dt = edit_math.text_direction(lambda t: clip.encode_text(t).numpy(), edit.target, edit.neutral,
+                                      templates=self.manifest["templates"])
+        r = edit_math.relevance(tables["fs3"], dt)
+        beta = edit_math.auto_beta(r, edit.min_channels) if edit.beta is None else edit.beta
+        return edit_math.style_direction(r, beta, tables["s_std"], gen.layout)
+
+    def torch_gd_edit(self, wt: torch.Tensor, ds: np.ndarray, alpha: float) -> np.ndarray:
+        """W+ (a tensor) edited along Δs by the PyTorch generator: uint8 images [N, H, W, 3]."""
+        gen = self.models.generator
+        s = edit_math.apply_edits(torch.cat(gen.styles(wt), 1).numpy(), [ds], [alpha])
+        return _to_uint8(gen.synthesis_flat(torch.from_numpy(s)).numpy())
+
+    def torch_invert(self, pictures: np.ndarray) -> torch.Tensor:
+        """uint8 pictures [N, S, S, 3] -> W+ by the PyTorch encoder (uint8 -> [-1, 1] in torch)."""
+        pictures = np.require(pictures, requirements="W")  # aligned crops are read-only, which torch warns about
+        return self.models.encoder.eval()(torch.from_numpy(pictures).permute(0, 3, 1, 2).float() / 127.5 - 1)
+
     # --- whole edits ---
     def bench_edits(self) -> list[Row]:
-        ed, gen, clip, m = self.editor, self.models.generator, self.models.clip, self.manifest
+        ed, gen, m = self.editor, self.models.generator, self.manifest
         rows = []
         styles_torch = lambda w: torch.cat(gen.styles(w), 1)  # noqa: E731
-        gd = None
-        if m.get("global_directions") and "text_encoder" in m["graphs"]:
-            fs3, std = self.models.tables["fs3"], self.models.tables["s_std"]
-            edit = GlobalEdit(*GD_EDIT, beta=None)
-
-            def torch_direction():  # the same numpy math as the runtime, PyTorch text encoder
-                dt = edit_math.text_direction(lambda t: clip.encode_text(t).numpy(), *GD_EDIT, templates=m["templates"])
-                r = edit_math.relevance(fs3, dt)
-                return edit_math.style_direction(r, edit_math.auto_beta(r, edit.min_channels), std, gen.layout)
-
-            gd = (edit, torch_direction)
+        gd = GlobalEdit(*GD_EDIT, beta=None)
         for b in self.batches:
             wplus = InputSampler(gen).wplus(b, self.rng)
             wt = torch.from_numpy(wplus)
             with torch.inference_mode():
-                if gd is not None:
-                    edit, torch_direction = gd
-                    ds = torch_direction()
-                    ed.edit(wplus, edit)  # fills the cache
-                    s_edit = ed.edit_styles(wplus, [edit])
+                if self.has_global_directions:
+                    ds = self.torch_direction(gd)
+                    ed.edit(wplus, gd)  # fills the cache
+                    s_edit = ed.edit_styles(wplus, [gd])
                     s_t = torch.from_numpy(s_edit)
+                    torch_edit = lambda ds: self.torch_gd_edit(wt, ds, gd.alpha)  # noqa: E731
 
-                    def torch_edit(ds):
-                        s = edit_math.apply_edits(styles_torch(wt).numpy(), [ds], [edit.alpha])
-                        return _to_uint8(gen.synthesis_flat(torch.from_numpy(s)).numpy())
-
-                    stats = self._time({"runtime": lambda: ed.edit(wplus, edit), "torch": lambda: torch_edit(ds),
+                    stats = self._time({"runtime": lambda: ed.edit(wplus, gd), "torch": lambda: torch_edit(ds),
                                         "runtime_synthesis": lambda: ed.run("synthesis", s_edit),
                                         "torch_synthesis": lambda: gen.synthesis_flat(s_t)}, self.warmup)
                     beyond = stats["runtime"].median - stats["runtime_synthesis"].median
@@ -705,10 +756,10 @@ class Bench:
 
                     def runtime_uncached():
                         ed.forget_directions()
-                        return ed.edit(wplus, edit)
+                        return ed.edit(wplus, gd)
 
-                    stats = self._time({"runtime": runtime_uncached, "torch": lambda: torch_edit(torch_direction())},
-                                       self.warmup)
+                    stats = self._time({"runtime": runtime_uncached,
+                                        "torch": lambda: torch_edit(self.torch_direction(gd))}, self.warmup)
                     rows.append(Row("edit", f"GD uncached text ({TEXT_BATCH} prompts)", b, "fp32",
                                     stats["runtime"], stats["torch"], self.cost("text_encoder", TEXT_BATCH)
                                     + self.cost("styles", b) + self.cost("synthesis", b)))
@@ -731,16 +782,78 @@ class Bench:
         on the same pictures (uint8 -> [-1, 1] in torch)."""
         photos = self.specs["encoder"].sample(batch, self.rng)
         pictures = np.round((photos + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
-        encoder = self.models.encoder.eval()
-
-        def torch_invert():
-            return encoder(torch.from_numpy(pictures).permute(0, 3, 1, 2).float() / 127.5 - 1).numpy()
-
         with torch.inference_mode():
-            stats = self._time({"runtime": lambda: self.editor.invert(pictures), "torch": torch_invert},
-                               max(1, self.warmup))
+            stats = self._time({"runtime": lambda: self.editor.invert(pictures),
+                                "torch": lambda: self.torch_invert(pictures).numpy()}, max(1, self.warmup))
         return Row("edit", "invert (uint8 pictures -> W+)", batch, "fp32", stats["runtime"], stats["torch"],
                    self.cost("encoder", batch))
+
+    # --- real photos ---
+    def bench_photos(self) -> list[Row]:
+        """The align rows and, with an encoder and global directions, the whole-photo row; none, and a note,
+        when scikit-image, scipy, dlib or its landmark model is missing."""
+        loaded = bool(align._models)
+        t0 = time.perf_counter()
+        missing = photos_missing()  # loads dlib's detector and landmark model: never inside a timed call
+        load_s = None if loaded or missing else time.perf_counter() - t0
+        if missing:
+            self.notes.append(f"photo rows skipped: {missing}")
+            self.log(f"[{self.label}] {self.notes[-1]}")
+            return []
+        rows = [self.bench_align(side) for side in self.align_sides]
+        if rows:
+            rows[0].extra["load_s"] = load_s
+        if self.editor.encoder is not None and self.has_global_directions:
+            rows.append(self.bench_photo_edit())
+        return rows
+
+    def bench_align(self, side: int) -> Row:
+        """align_photo on the astronaut at `side` px (an ALIGN_CROP crop of the best face), and its three
+        steps each timed alone: the HOG detector, the 68 landmarks of every detection, the warp (align_face)."""
+        import dlib
+
+        detector, predictor, _ = align.load_models()  # what detect_faces runs, loaded by photos_missing
+        photo = astronaut(side)
+        faces = align.detect_faces(photo)
+        rects = [dlib.rectangle(*f.box) for f in faces]
+        stats = self._time({"detect": lambda: detector.run(photo, align.UPSAMPLE, 0.0),
+                            "landmarks": lambda: [predictor(photo, r) for r in rects],
+                            "warp": lambda: align.align_face(photo, faces[0], ALIGN_CROP),
+                            "total": lambda: align.align_photo(photo, ALIGN_CROP)}, self.warmup)
+        self.log(f"[{self.label}] align {side} px: {stats['total'].median * 1e3:.1f} ms")
+        return Row("photo", f"align {side} px -> {ALIGN_CROP} px crop", 1, "dlib", stats["total"], None,
+                   extra={"faces": len(faces), **{k: stats[k] for k in ("detect", "landmarks", "warp")}})
+
+    def bench_photo_edit(self) -> Row:
+        """A whole photo at batch 1: align at the encoder's size, invert, a global-direction edit (the
+        bundle's first prompt with tuned global-direction settings, else GD_EDIT's; its direction cached on
+        both sides, as in the 'GD cached text' rows), paste-back. The runtime (Editor.invert and .edit, as
+        Editor.invert_photo runs them) against the PyTorch encoder and generator, both inside the same
+        align and paste-back code. The astronaut at the generator's size (512 px at least), so the face is
+        large in the photo, as in FFHQ."""
+        ed, side = self.editor, max(512, self.models.generator.config.size)
+        photo, size = astronaut(side), ed.encoder_size()
+        settings = self.manifest.get("edit_settings") or {}
+        tuned = [p for p, v in settings.items() if {"neutral", "alpha", "beta"} & set(v)]  # not a mapper's strength
+        edit = ed.global_edit((tuned or GD_EDIT)[0])
+
+        def whole_photo(invert, edit_face):
+            (face,) = align.align_photo(photo, size)
+            return align.paste_back(photo, edit_face(invert(face.crop[None]))[0], face.aligned.quad)
+
+        with torch.inference_mode():
+            ds = self.torch_direction(edit)
+            ed.global_direction(edit)  # fills the runtime's cache
+            stats = self._time({"runtime": lambda: whole_photo(ed.invert, lambda w: ed.edit(w, edit)),
+                                "torch": lambda: whole_photo(self.torch_invert,
+                                                             lambda w: self.torch_gd_edit(w, ds, edit.alpha))},
+                               max(1, self.warmup))  # the first call may open the encoder's session
+        self.log(f"[{self.label}] whole photo: runtime {stats['runtime'].median * 1e3:.1f} ms, "
+                 f"torch {stats['torch'].median * 1e3:.1f} ms")
+        return Row("photo", f"whole photo {side} px: align + invert + GD edit + paste-back", 1, "fp32",
+                   stats["runtime"], stats["torch"],
+                   self.cost("encoder", 1) + self.cost("styles", 1) + self.cost("synthesis", 1),
+                   extra={"crop": size, "prompt": edit.target})
 
     # --- precompute ---
     def bench_fs3(self) -> Row:
@@ -840,6 +953,14 @@ def table_rows(result: BenchResult) -> list[tuple]:
         if "beyond_synthesis_pct" in r.extra:
             note = (f"beyond synthesis {r.extra['beyond_synthesis_pct']:+.1f}% "
                     f"(torch {r.extra['torch_beyond_synthesis_pct']:+.1f}%)")
+        elif "detect" in r.extra:
+            note = (" + ".join(f"{k} {r.extra[k].median * 1e3:.3g}" for k in ("detect", "landmarks", "warp"))
+                    + f" ms (medians, each timed alone; {r.extra['faces']} detection(s)); no PyTorch counterpart")
+            if r.extra.get("load_s") is not None:
+                note += f"; dlib's models loaded once before timing in {r.extra['load_s']:.2f} s"
+        elif "crop" in r.extra:
+            note = (f"{r.extra['crop']} px crop, GD '{r.extra['prompt']}' (text direction cached); "
+                    "floor: the graphs only")
         elif "channels_per_s" in r.extra:
             note = (f"{r.extra['channels_per_s']:.3g} channels/s at N=100 (measured at N={r.extra['measured_n']}); "
                     f"{r.extra['rows']} rows: {r.extra['rows'] / r.extra['channels_per_s'] / 3600:.2g} h")
@@ -862,6 +983,7 @@ def _summary(result: BenchResult) -> list[str]:
         f"onnx {m['onnx']}",
         "floor inputs (this run): matmul " + ", ".join(f"{w} {g:.1f}" for w, g, _ in hw.samples)
         + f" GFLOP/s; copy " + ", ".join(f"{w} {b:.1f}" for w, _, b in hw.samples) + " GB/s",
+        *result.notes,
     ]
 
 
@@ -880,8 +1002,9 @@ def _text_table(header, rows) -> str:
 
 
 def format_result(result: BenchResult) -> str:
-    parts = _summary(result) + ["", _text_table(COLUMNS, table_rows(result)), "",
-                                _text_table(MEMORY_COLUMNS, _memory_rows(result))]
+    parts = _summary(result) + ["", _text_table(COLUMNS, table_rows(result))]
+    if result.memory:  # none when no graph family ran (--only-photos)
+        parts += ["", _text_table(MEMORY_COLUMNS, _memory_rows(result))]
     if result.profiles:
         parts += ["", "onnxruntime profiles (kernel time per run by op type):"]
         parts += [format_profile(g, b, p) for g, b, p in result.profiles]
@@ -898,7 +1021,9 @@ def markdown_block(results: list[BenchResult], command: str, chart: str | None) 
     parts = [f"Command: `{command}`", ""]
     for res in results:
         parts += [f"### {res.label}", ""] + [f"- {line}" for line in _summary(res)] + [""]
-        parts += [_md_table(COLUMNS, table_rows(res)), "", _md_table(MEMORY_COLUMNS, _memory_rows(res)), ""]
+        parts += [_md_table(COLUMNS, table_rows(res)), ""]
+        if res.memory:
+            parts += [_md_table(MEMORY_COLUMNS, _memory_rows(res)), ""]
         if res.profiles:
             parts += ["onnxruntime profiles (kernel time per run by op type):", "", "```"]
             parts += [format_profile(g, b, p) for g, b, p in res.profiles] + ["```", ""]
@@ -941,7 +1066,7 @@ def draw_chart(results: list[BenchResult], path) -> Path:
 
     items = [(f"{res.label}: {r.name if r.section == 'graph' else r.name} b{r.batch}"
               + ("" if r.variant == "fp32" else f" {r.variant}"), r.ratio, r.vs_floor)
-             for res in results for r in res.rows if r.runtime is not None]
+             for res in results for r in res.rows if np.isfinite(r.ratio) or np.isfinite(r.vs_floor)]
     bar, gap, label_w, panel_w, top = 12, 4, 330, 300, 34
     height = top + len(items) * (bar + gap) + 30
     img = Image.new("RGB", (label_w + 2 * panel_w + 60, height), "white")

@@ -79,8 +79,9 @@ _models: dict = {}
 _lock = threading.Lock()
 
 
-def _load_models(path=None):
-    """(detector, predictor, model path), loaded once per file; the file's sha256 is checked first."""
+def load_models(path=None):
+    """(detector, predictor, model path), loaded once per file (~1 s; later calls return them); the file's
+    sha256 is checked first. `detect_faces` calls it: call it yourself to load before timing or serving."""
     dlib = _dlib()
     path = landmark_model_path(path)
     key = str(path.resolve()) if path.exists() else str(path)
@@ -116,7 +117,7 @@ def detect_faces(photo: np.ndarray, landmarks=None) -> list[Face]:
     from PIL import Image
 
     dlib = _dlib()
-    detector, predictor, _ = _load_models(landmarks)
+    detector, predictor, _ = load_models(landmarks)
     photo = np.ascontiguousarray(photo)
     h, w = photo.shape[:2]
     scale = min(1.0, DETECT_SIDE / max(h, w))

@@ -1,4 +1,5 @@
-"""`cli.py bench` machinery on the small random bundle: every row is produced, FLOPs match a hand count.
+"""`cli.py bench` machinery on the small random bundle: every row is produced, FLOPs match a hand count; the
+real-photo rows (align, whole photo) exist, or are skipped with a note where align cannot run.
 
 No timing is asserted anywhere (DESIGN §9: a benchmark is a command, never a timed unit test).
 """
@@ -13,8 +14,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from export.bench import (TEXT_BATCH, UNCUT, BenchResult, Hardware, bench_bundle, format_result, graph_cost,
-                          interleaved, write_markdown)
+from export.bench import (TEXT_BATCH, UNCUT, Bench, BenchResult, Hardware, bench_bundle, format_result, graph_cost,
+                          interleaved, table_rows, write_markdown)
 from export.bundle import load_sources
 from export.presets import reusable
 from runtime.bundle import read_manifest
@@ -27,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def result(bundle, models) -> BenchResult:
     threads = torch.get_num_threads()
     res = bench_bundle(bundle, load_sources(sources(models)), batches=(1, 2), repeats=2, warmup=1, threads=1,
-                       max_seconds=None, hardware_sizes=(128, 4), fs3_channels=1, profile=True, openvino=False)
+                       max_seconds=None, hardware_sizes=(128, 4), fs3_channels=1, profile=True, openvino=False,
+                       align_sides=(512, 1024))  # 1024, not 2048: the same path at a quarter of the detector's time
     assert torch.get_num_threads() == threads  # restored
     return res
 
@@ -92,6 +94,50 @@ def test_edits_fs3_memory_hardware_and_report(result, tmp_path):
     assert text.count("<!-- bench:demo:begin -->") == 1 and "hand-written notes" in text
     assert "| synthesis | 1 | fp32 |" in text and chart.name in text
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+ALIGN_ROWS = ("align 512 px -> 256 px crop", "align 1024 px -> 256 px crop")
+PHOTO_ROW = "whole photo 512 px: align + invert + GD edit + paste-back"  # the test generator is 32 px: a 512 px photo
+
+
+def test_photo_rows(result, bundle):
+    photo = {r.name: r for r in result.rows if r.section == "photo"}
+    assert list(photo) == [*ALIGN_ROWS, PHOTO_ROW]
+    for name in ALIGN_ROWS:  # no PyTorch side, no floor: dlib and PIL, not a graph
+        row = photo[name]
+        assert row.batch == 1 and row.torch is None and row.cost is None and math.isnan(row.ratio)
+        assert row.runtime.n == 2 and row.runtime.median > 0 and row.extra["faces"] >= 1
+        assert all(row.extra[k].n == 2 and row.extra[k].median > 0 for k in ("detect", "landmarks", "warp"))
+    first_load = photo[ALIGN_ROWS[0]].extra["load_s"]  # None when an earlier test of this process loaded dlib's models
+    assert first_load is None or first_load > 0
+    assert "load_s" not in photo[ALIGN_ROWS[1]].extra
+    whole = photo[PHOTO_ROW]
+    assert whole.runtime.median > 0 and whole.torch.median > 0 and whole.ratio > 0 and whole.floor_s > 0
+    # The encoder's input size; the bundle's prompt tuned for a global direction (tests/models.EDIT_SETTINGS).
+    assert whole.extra == {"crop": read_manifest(bundle)["encoder"]["input_size"], "prompt": "a face with blue hair"}
+    # Its graphs: the encoder (the invert row's) and styles + synthesis (the cached GD edit's), at batch 1.
+    (invert,) = [r for r in result.rows if (r.name, r.batch) == ("invert (uint8 pictures -> W+)", 1)]
+    (gd,) = [r for r in result.rows if (r.name, r.batch) == ("GD cached text", 1)]
+    assert whole.cost.flops == invert.cost.flops + gd.cost.flops
+    cells = {r[0]: r for r in table_rows(result)}
+    align_cells = cells[f"photo: {ALIGN_ROWS[0]}"]
+    assert align_cells[4] == "-" and align_cells[5] == "-" and "no PyTorch counterpart" in align_cells[-1]
+    assert "detect " in align_cells[-1] and "landmarks " in align_cells[-1] and "warp " in align_cells[-1]
+    assert cells[f"photo: {PHOTO_ROW}"][5] != "-"  # a torch/rt ratio
+    assert not result.notes
+
+
+@pytest.mark.parametrize("module", ["dlib", "skimage.data"])
+def test_photo_rows_skipped_when_align_cannot_run(module, bundle, models, monkeypatch):
+    """Without dlib (the [align] extra) or scikit-image (the portrait), no photo row and one line saying why."""
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` raises ImportError
+    res = Bench(bundle, load_sources(sources(models)), batches=(1,), repeats=1, warmup=0, threads=1, graphs=[],
+                edits=False, fs3_channels=0, hardware_sizes=(128, 4), openvino=False).run()
+    assert res.rows == []
+    (note,) = res.notes
+    assert note.startswith("photo rows skipped: ") and "\n" not in note
+    assert ("dlib" if module == "dlib" else "scikit-image") in note and "pip install" in note
+    assert note in format_result(res).splitlines()
 
 
 def _tiny_model() -> onnx.ModelProto:
@@ -193,6 +239,8 @@ def test_cli_bad_batches_exit_2(batches, tmp_path):
 def test_cli_bad_options_exit_2(tmp_path):
     res = run_cli("bench", "--preset", "demo", "--bundle", tmp_path)
     assert res.returncode == 2 and "not both" in res.stderr
+    res = run_cli("bench", "--bundle", tmp_path, "--graphs", "mapping", "--only-photos")
+    assert res.returncode == 2 and "--only-photos, not both" in res.stderr
     res = run_cli("bench", "--bundle", tmp_path)  # not a bundle: one line, exit 2
     assert res.returncode == 2 and res.stderr.startswith("error: ") and "Traceback" not in res.stderr
 
@@ -201,7 +249,8 @@ def test_cli_bench_only_some_graphs(bundle):
     res = run_cli("bench", "--bundle", bundle, "--graphs", "mapping", "--batches", "1", "--repeats", "2",
                   "--threads", "1", "--max-seconds", "0")
     assert res.returncode == 0, res.stderr
-    rows = [line.split()[0] for line in res.stdout.splitlines() if line.startswith(("mapping", "styles", "edit:", "precompute"))]
-    assert rows and set(rows) == {"mapping"}  # no other graph, no whole edit, no fs3
+    rows = [line.split()[0] for line in res.stdout.splitlines()
+            if line.startswith(("mapping", "styles", "edit:", "photo:", "precompute"))]
+    assert rows and set(rows) == {"mapping"}  # no other graph, no whole edit, no photo, no fs3
     res = run_cli("bench", "--bundle", bundle, "--graphs", "mapping,nope")
     assert res.returncode == 2 and "no graph nope" in res.stderr and "Traceback" not in res.stderr
