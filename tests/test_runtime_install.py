@@ -32,7 +32,7 @@ MINIMAL = {
     "import-styleclip": ["--fs3", "f.npy", "--s-mean-std", "s.pkl", "--generator", "g.json", "--out", "o"],
     "train-mapper": ["a face with purple hair"], "optimize": ["a face with purple hair"], "train-classifier": [],
     "train-clip": [], "sample-demo": [], "evaluate-demo": [], "evaluate": [], "bench": [],
-    "import-encoder": ["e.pt", "out"], "train-encoder": [], "import-identity": ["model_ir_se50.pth", "out"],
+    "import-encoder": ["e.pt", "out"], "train-encoder": [], "import-identity": ["model_ir_se50.pth", "out"], "train-identity": [],
 }
 
 
