@@ -30,10 +30,12 @@ DEMO := artifacts/demo
 MAPPER := $(PY) cli.py train-mapper --clip-views 4 --disable coarse --steps 600
 demo-world: $(STAMP)
 	$(PY) cli.py train-classifier
+	$(PY) cli.py train-identity
 	$(PY) cli.py train-clip
 	$(PY) cli.py train-generator
 	$(PY) cli.py refine-generator
 	$(PY) cli.py train-encoder
+	$(PY) cli.py train-identity  # trained already: measures again, now on the encoder's reconstructions too
 	-$(PY) cli.py evaluate-demo  # the report; exits 1 while a bar is missed, which must not stop the rebuild
 	$(PY) cli.py sample-demo
 	$(PY) cli.py s-stats --generator $(DEMO)/generator.json --out $(DEMO)/s_stats.npz

@@ -4,7 +4,9 @@ The architecture is TreB1eN's InsightFace port as StyleCLIP, e4e and pSp build i
 (`Backbone(input_size=112, num_layers=50, mode='ir_se', drop_ratio=0.6)`): an IR-SE backbone
 (precompute/irse.py, shared with e4e's encoder), then BN2d, dropout, flatten, a linear layer to the
 embedding and BN1d, L2-normalized. `IdentityConfig` makes it data, so a smaller network of the same family
-can be trained for the demo world; the official one is the default.
+can be trained for the demo world; the official one is the default. `crop=False` (the demo world's network)
+skips the face crop: the demo's 64 px faces fill their frame, and the crop would cut the hair and outline,
+which carry the geometry that is their identity there.
 
 `IdentityNetwork.forward` is StyleCLIP's `IDLoss.extract_feats`: images of any square size in [-1, 1]
 are average-pooled to 256 px (unless they are 256 px), cropped to the face (rows 35:223, columns 32:220,
@@ -39,6 +41,7 @@ class IdentityConfig:
     embedding: int = 512
     input_size: int = 112  # the backbone's input; its last features are input_size / 16 px square
     se_reduction: int = 16
+    crop: bool = True  # StyleCLIP's face crop of the 256 px image (FFHQ's alignment); False: the whole image
 
     def __post_init__(self):
         object.__setattr__(self, "units", tuple(int(u) for u in self.units))
@@ -48,6 +51,8 @@ class IdentityConfig:
             raise ValueError(f"input_size must be a positive multiple of 16 (4 stride-2 stages), got {self.input_size}")
         if self.embedding < 1:
             raise ValueError(f"embedding must be >= 1, got {self.embedding}")
+        if not isinstance(self.crop, bool):
+            raise ValueError(f"crop must be true or false, got {self.crop!r}")
 
     def to_dict(self) -> dict:
         return dict(asdict(self), units=list(self.units), widths=list(self.widths))
@@ -57,13 +62,16 @@ class IdentityConfig:
         return cls(**d)
 
 
-def face_crop(images: torch.Tensor, size: int) -> torch.Tensor:
-    """StyleCLIP's IDLoss preprocessing: [N, 3, S, S] -> the face region pooled to [N, 3, size, size]."""
+def face_crop(images: torch.Tensor, size: int, crop: bool = True) -> torch.Tensor:
+    """StyleCLIP's IDLoss preprocessing: [N, 3, S, S] -> the face region pooled to [N, 3, size, size] (the whole
+    image without `crop`, through the same 256 px pool)."""
     if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
         raise ValueError(f"the identity network takes square RGB images [N, 3, S, S] in [-1, 1], got "
                          f"{tuple(images.shape)}")
     if images.shape[2] != POOL_SIZE:
         images = F.adaptive_avg_pool2d(images, POOL_SIZE)
+    if not crop:
+        return F.adaptive_avg_pool2d(images, size)
     top, bottom, left, right = CROP
     return F.adaptive_avg_pool2d(images[:, :, top:bottom, left:right], size)
 
@@ -85,14 +93,19 @@ class IdentityNetwork(nn.Module):
         return F.normalize(self.output_layer(self.body(self.input_layer(faces))), dim=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.embed(face_crop(images, self.config.input_size))
+        return self.embed(face_crop(images, self.config.input_size, self.config.crop))
 
 
 # --- files ----------------------------------------------------------------------------------------------
-def save_identity(net: IdentityNetwork, path, extra: dict | None = None) -> tuple[Path, Path]:
-    """Our format (`<stem>.safetensors` + `<stem>.json`); `extra` is recorded for people, ignored on load."""
-    config = {"identity": net.config.to_dict(), "preprocess": {"pool": POOL_SIZE, "crop": list(CROP)}, **(extra or {})}
-    return save_model(path, KIND, config, net.state_dict())
+def save_identity(net: IdentityNetwork, path, extra: dict | None = None,
+                  dtype: torch.dtype | None = None) -> tuple[Path, Path]:
+    """Our format (`<stem>.safetensors` + `<stem>.json`); `extra` is recorded for people, ignored on load.
+    `dtype=torch.float16` stores the floating-point tensors in half precision; loading copies them into fp32."""
+    crop = list(CROP) if net.config.crop else None
+    config = {"identity": net.config.to_dict(), "preprocess": {"pool": POOL_SIZE, "crop": crop},
+              "stored_dtype": str(dtype or torch.float32).removeprefix("torch."), **(extra or {})}
+    state = {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v for k, v in net.state_dict().items()}
+    return save_model(path, KIND, config, state)
 
 
 def identity_from_state(state: dict, config: IdentityConfig, source: str) -> IdentityNetwork:

@@ -28,19 +28,26 @@ def set_threads(threads: int | None = None) -> None:
 
 
 # --- data -----------------------------------------------------------------------------------------
-def cached_dataset(workdir, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`sample_dataset(n, seed)`, rendered once and kept in `workdir` (uint8, uncompressed .npy)."""
-    folder = Path(workdir) / f"renders-{n}-{seed}"
-    names = ("images", "labels", "geometry")
+def cached_arrays(folder, names: tuple[str, ...], make, valid=lambda arrays: True) -> tuple[np.ndarray, ...]:
+    """`make()`'s arrays (one per name), computed once and kept in `folder` (uncompressed .npy); a cache that
+    fails `valid` is made again."""
+    folder = Path(folder)
     if all((folder / f"{k}.npy").is_file() for k in names):
         arrays = tuple(np.load(folder / f"{k}.npy") for k in names)
-        if len(arrays[0]) == n and arrays[1].shape == (n, len(ATTRIBUTES)) and arrays[2].shape == (n, len(GEOMETRY)):
-            return arrays  # type: ignore[return-value]
-    arrays = sample_dataset(n, seed)
+        if valid(arrays):
+            return arrays
+    arrays = make()
     with atomic_path(folder, is_dir=True, replace=lambda _: None) as tmp:  # an incomplete cache of ours
         for k, a in zip(names, arrays):
             np.save(tmp / f"{k}.npy", a)
     return arrays
+
+
+def cached_dataset(workdir, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`sample_dataset(n, seed)`, rendered once and kept in `workdir` (uint8, uncompressed .npy)."""
+    return cached_arrays(Path(workdir) / f"renders-{n}-{seed}", ("images", "labels", "geometry"),
+                         lambda: sample_dataset(n, seed),
+                         lambda a: len(a[0]) == n and a[1].shape == (n, len(ATTRIBUTES)) and a[2].shape == (n, len(GEOMETRY)))
 
 
 def to_model_input(images) -> torch.Tensor:
