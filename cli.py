@@ -1185,8 +1185,8 @@ def train_encoder_cmd(generator, clip_path, classifier, workdir, steps, latent_s
 @main.command("train-identity")
 @click.option("--workdir", default="build/train/identity", show_default=True, type=click.Path(file_okay=False),
               help="Render cache and checkpoint; rerunning the same command resumes.")
-@click.option("--steps", default=1500, show_default=True, type=click.IntRange(1))
-@click.option("--batch", default=64, show_default=True, type=click.IntRange(2), help="Identities per step (even), two views each.")
+@click.option("--steps", default=1200, show_default=True, type=click.IntRange(1))
+@click.option("--batch", default=32, show_default=True, type=click.IntRange(2), help="Identities per step (even), two views each.")
 @click.option("--n-identities", default=6000, show_default=True, type=click.IntRange(2),
               help="Cached identities (even), 4 renders each.")
 @click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(1))

@@ -68,6 +68,8 @@ def face_crop(images: torch.Tensor, size: int, crop: bool = True) -> torch.Tenso
     if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
         raise ValueError(f"the identity network takes square RGB images [N, 3, S, S] in [-1, 1], got "
                          f"{tuple(images.shape)}")
+    if not crop and images.shape[2] == size and POOL_SIZE % size == 0:
+        return images  # pooled up to 256 px (each pixel copied) and back down: the same image, so skip it
     if images.shape[2] != POOL_SIZE:
         images = F.adaptive_avg_pool2d(images, POOL_SIZE)
     if not crop:

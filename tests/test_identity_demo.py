@@ -3,24 +3,27 @@ that resumes and ships a loadable pair, the command, and the shipped network's b
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from precompute.demo.render import ATTRIBUTE_NAMES
 from precompute.demo.train_identity import (
-    IdentityTrainConfig, evaluate_identity, finalize, identity_faces, info_nce, moved, pair_scores, roc_auc, train_identity,
+    DEMO_IDENTITY, IdentityTrainConfig, evaluate_identity, finalize, identity_faces, info_nce, moved, pair_scores, roc_auc,
+    tint, train_identity,
 )
-from precompute.identity import IdentityConfig, IdentityNetwork, load_identity
+from precompute.identity import IdentityConfig, IdentityNetwork, face_crop, load_identity
 from tests.test_cli_methods import keep_torch_threads  # noqa: F401  (training sets torch's threads)
 from tests.test_demo_models import assert_same_params, params
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "artifacts" / "demo" / "identity.json"
 TINY = IdentityConfig(units=(1, 1, 1, 1), widths=(8, 8, 16, 16), embedding=16, input_size=16, se_reduction=4, crop=False)
-CFG = IdentityTrainConfig(steps=4, batch=4, n_identities=8, views=3, warmup=1, checkpoint_every=1)
+# dropout on: a resumed run must draw the same dropout masks too
+CFG = IdentityTrainConfig(steps=4, batch=4, n_identities=8, views=3, warmup=1, dropout=0.5, checkpoint_every=1)
 
 
 def test_roc_auc_of_hand_made_similarities():
@@ -49,7 +52,6 @@ def test_views_share_the_geometry_and_siblings_differ_in_one_value():
     assert len({ids[0][0].geometry, ids[2][0].geometry, ids[4][0].geometry}) == 3  # pairs are independent draws
     assert identity_faces(6, 3, seed=5, near=(0.1, 0.5)) == faces  # seeded
     assert moved((0.2, 0.9), 1, 0.25) == (0.2, 0.65) and moved((0.2, 0.9), 0, 0.25) == (0.45, 0.9)
-    assert len(ATTRIBUTE_NAMES) == len(faces[0].attrs)
 
 
 def test_info_nce_prefers_the_identity_s_other_view():
@@ -61,16 +63,28 @@ def test_info_nce_prefers_the_identity_s_other_view():
 
 
 def test_without_crop_the_whole_image_is_embedded():
-    torch.manual_seed(0)
     net = IdentityNetwork(TINY).eval()
-    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    for size in (16, 24):  # 16 px: pooling to 256 px and back is exact (skipped); 24 px: through 256 px
+        x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(size)) * 2 - 1
+        whole = F.adaptive_avg_pool2d(F.adaptive_avg_pool2d(x, 256), 16)
+        assert torch.allclose(face_crop(x, 16, crop=False), whole, atol=1e-6)
     with torch.no_grad():
-        assert torch.allclose(net(x), net.embed(x), atol=1e-6)  # 16 px -> 256 -> 16 px is exact
-        cropped = IdentityNetwork(IdentityConfig(**dict(TINY.to_dict(), crop=True)))
+        assert torch.allclose(net(x), net.embed(whole), atol=1e-6)
+        cropped = IdentityNetwork(replace(TINY, crop=True)).eval()
         cropped.load_state_dict(net.state_dict())
-        assert not torch.allclose(cropped.eval()(x), net(x), atol=1e-3)
+        assert not torch.allclose(cropped(x), net(x), atol=1e-3)
     with pytest.raises(ValueError, match="crop must be true or false"):
         IdentityConfig.from_dict(dict(TINY.to_dict(), crop="no"))
+
+
+def test_tint_blends_about_half_the_images_towards_one_colour_each():
+    x = torch.zeros(400, 3, 4, 4)
+    y = tint(x, torch.Generator().manual_seed(0), 0.5)
+    changed = y.flatten(1).abs().amax(1) > 0
+    assert 0.4 < changed.float().mean() < 0.6  # p = 0.5
+    assert torch.equal(y, y[:, :, :1, :1].expand_as(y))  # one colour over the whole image
+    assert y.abs().max() <= 0.5 and y[changed].abs().amax((1, 2, 3)).mean() > 0.1  # up to half way to it
+    assert torch.equal(tint(x, torch.Generator().manual_seed(0), 0.0), x)
 
 
 def test_tiny_run_resumes_exactly_and_ships_a_loadable_pair(tmp_path, keep_torch_threads):  # noqa: F811
@@ -87,6 +101,7 @@ def test_tiny_run_resumes_exactly_and_ships_a_loadable_pair(tmp_path, keep_torch
     weights, config = finalize(trained, tmp_path / "id", info["hparams"], metrics)
     meta = json.loads(config.read_text())
     assert meta["config"]["stored_dtype"] == "float16" and meta["config"]["training"]["steps"] == 4
+    assert meta["config"]["preprocess"] == {"pool": 256, "crop": None}  # TINY embeds the whole image
     assert meta["config"]["metrics"]["renders"]["auc"] == metrics["renders"]["auc"]
     assert set(meta["config"]["metrics"]["near"]["auc"]) == {"face_width", "face_height", "face_x", "face_y",
                                                              "eye_spacing", "eye_height", "mouth_width"}
@@ -120,7 +135,7 @@ def test_cli_train_identity_resumes_and_reports(tmp_path):
     assert "trained steps 1 -> 2" in res.stdout and "no reconstruction AUC" in res.stdout
     assert "render vs render (other attributes): AUC" in res.stdout and f"wrote {tmp_path / 'id.json'}" in res.stdout
     net = load_identity(tmp_path / "id.json")
-    assert net.config.input_size == 64 and not net.config.crop
+    assert net.config == DEMO_IDENTITY
     assert json.loads((tmp_path / "id.json").read_text())["config"]["metrics"]["n"] == 6
 
 
