@@ -28,7 +28,7 @@ from .training import (
 )
 
 # No face crop: the demo faces fill their 64 px frame, and StyleCLIP's crop (47 of the 64 px) cuts hair, ears
-# and low chins, which carry geometry here. Measured against the crop at 48 px (scripts/identity_pilots.py,
+# and low chins, which carry geometry here. Measured against the crop at 48 px (a pilot, figures in the
 # README): the same AUCs, face width resolved far better, in the same wall time (the crop's pooling costs what
 # the smaller input saves). 4 units of 16-64 channels: 0.2 M values, 0.4 MB in fp16.
 DEMO_IDENTITY = IdentityConfig(units=(1, 1, 1, 1), widths=(16, 32, 48, 64), embedding=64, input_size=64,
