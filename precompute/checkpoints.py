@@ -92,13 +92,16 @@ def check_state_dict(model: torch.nn.Module, state: dict, source: str) -> None:
         )
 
 
-def save_model(path, kind: str, config: dict, tensors: dict[str, torch.Tensor]) -> tuple[Path, Path]:
-    """Our format: `<stem>.safetensors` plus `<stem>.json` (kind, config, sha256 of the weights)."""
+def save_model(path, kind: str, config: dict, tensors: dict[str, torch.Tensor],
+               dtype: torch.dtype | None = None) -> tuple[Path, Path]:
+    """Our format: `<stem>.safetensors` plus `<stem>.json` (kind, config, sha256 of the weights). `dtype` (e.g.
+    torch.float16) stores the floating-point tensors in it; loaders copy them into their fp32 models."""
     weights = Path(path).with_suffix(".safetensors")
     for existing in (weights, weights.with_suffix(".json")):  # only our own pair is ever replaced
         check_output(existing, f"{kind} output")
+    stored = {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v for k, v in tensors.items()}
     with atomic_path(weights) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+        save_file({k: v.detach().contiguous().cpu() for k, v in stored.items()}, str(tmp))
     meta = {"kind": kind, "format_version": FORMAT_VERSION, "weights": weights.name, "sha256": sha256_file(weights), "config": config}
     config_path = weights.with_suffix(".json")
     with atomic_path(config_path) as tmp:

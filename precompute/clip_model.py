@@ -393,12 +393,10 @@ def save_clip(clip: Clip, path, dtype: torch.dtype | None = None, extra: dict | 
         "image_size": clip.image_size,
         "embed_dim": clip.embed_dim,
     }
-    state = clip.model.state_dict()
     if dtype is not None:
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         config["weights_dtype"] = str(dtype).removeprefix("torch.")
     for key, value in (extra or {}).items():
         if key in config:
             raise ValueError(f"extra key {key!r} would overwrite the model record")
         config[key] = value
-    return save_model(path, KIND, config, state)
+    return save_model(path, KIND, config, clip.model.state_dict(), dtype)

@@ -157,8 +157,7 @@ def save_encoder(encoder: Encoder4Editing, path, extra: dict | None = None,
     precision (half the file); loading copies them into the fp32 model."""
     config = {"encoder": encoder.config.to_dict(), "normalization": NORMALIZATION, "resize": RESIZE,
               "stored_dtype": str(dtype or torch.float32).removeprefix("torch."), **(extra or {})}
-    tensors = {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v for k, v in encoder.state_dict().items()}
-    return save_model(path, KIND, config, tensors)
+    return save_model(path, KIND, config, encoder.state_dict(), dtype)
 
 
 def encoder_from_state(state: dict, config: EncoderConfig, source: str) -> Encoder4Editing:

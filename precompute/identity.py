@@ -106,8 +106,7 @@ def save_identity(net: IdentityNetwork, path, extra: dict | None = None,
     crop = list(CROP) if net.config.crop else None
     config = {"identity": net.config.to_dict(), "preprocess": {"pool": POOL_SIZE, "crop": crop},
               "stored_dtype": str(dtype or torch.float32).removeprefix("torch."), **(extra or {})}
-    state = {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v for k, v in net.state_dict().items()}
-    return save_model(path, KIND, config, state)
+    return save_model(path, KIND, config, net.state_dict(), dtype)
 
 
 def identity_from_state(state: dict, config: IdentityConfig, source: str) -> IdentityNetwork:
