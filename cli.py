@@ -1285,6 +1285,8 @@ def evaluate_demo_cmd(classifier, clip_path, generator, encoder, skip, n, sample
 @click.option("--beta", type=float, help="Method C threshold for every edit [each edit's own].")
 @click.option("--sweep-alphas", help="Method C only: evaluate every alpha x beta of these lists, e.g. 2,4,6.")
 @click.option("--sweep-betas", help="... and these betas, e.g. 0.1,0.15,0.2 (with --sweep-alphas).")
+@click.option("--sweep-neutral", "sweep_neutrals", multiple=True,
+              help="... and these neutral texts (repeat the option; with --sweep-alphas) [each edit's own].")
 @click.option("--strength", type=float, help="Method B mapper strength for every edit [each edit's own].")
 @click.option("--sweep-strengths", help="Method B only: evaluate every mapper strength of this list, e.g. 0.5,1.")
 @click.option("--steps", default=300, show_default=True, type=click.IntRange(1), help="Method A steps.")
@@ -1293,7 +1295,9 @@ def evaluate_demo_cmd(classifier, clip_path, generator, encoder, skip, n, sample
 @click.option("--bundle", type=click.Path(file_okay=False), help="Also run B and C through the runtime on this bundle.")
 @click.option("--identity", "identity_path", type=click.Path(dir_okay=False),
               help="Identity network (model_ir_se50.pth, or ours from import-identity): adds an identity column, the "
-                   "mean cosine of its features before and after each edit.")
+                   "mean cosine of its features before and after each edit; method A also optimizes its loss.")
+@click.option("--id-weight", default=0.005, show_default=True, type=click.FloatRange(0),
+              help="Method A's identity loss weight, with --identity (StyleCLIP's optimization notebook's default).")
 @click.option("--demo-dir", default=str(DEMO_DIR), show_default=True, type=click.Path(file_okay=False),
               help="generator, clip, classifier, fs3.npy, s_stats.npz, mappers/.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 2))
@@ -1301,8 +1305,8 @@ def evaluate_demo_cmd(classifier, clip_path, generator, encoder, skip, n, sample
               "(DEMO_DIR/encoder.json) instead of sampled latents (--truncation then does not apply).")
 @click.option("--out-dir", type=click.Path(file_okay=False),
               help="Writes edit_quality.md and edits/<edit>.png here (not for sweeps) [docs; docs/inverted with --inverted].")
-def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas, sweep_betas, strength, sweep_strengths,
-             steps, l2, clip_views, bundle, identity_path, inverted, demo_dir, threads, out_dir):
+def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas, sweep_betas, sweep_neutrals, strength,
+             sweep_strengths, steps, l2, clip_views, bundle, identity_path, id_weight, inverted, demo_dir, threads, out_dir):
     """Edit quality of methods A, B, C (success, preservation, geometry drift, s/edit) as a table and pictures."""
     import torch
 
@@ -1315,6 +1319,10 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
     edits = ev.find_edits([e.strip() for e in edit_names.split(",")]) if edit_names else list(ev.DEMO_EDITS)
     if bool(sweep_alphas) != bool(sweep_betas):
         raise click.UsageError("--sweep-alphas and --sweep-betas go together")
+    if sweep_neutrals and not sweep_alphas:
+        raise click.UsageError("--sweep-neutral needs --sweep-alphas and --sweep-betas")
+    if any(not t.strip() for t in sweep_neutrals):
+        raise click.BadParameter("a neutral text must not be empty", param_hint="--sweep-neutral")
     strengths = parse_floats(sweep_strengths, "--sweep-strengths", skip_blank=True) if sweep_strengths else []
     for s in strengths + ([] if strength is None else [strength]):  # the runtime's range, checked before the work
         ev.edit_math.check_range("mapper strength", s, ev.edit_math.STRENGTH_RANGE)
@@ -1328,7 +1336,7 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
         if sweep_alphas:
             rows += ev.sweep_global(world, edits, parse_floats(sweep_alphas, "--sweep-alphas", skip_blank=True),
                                     parse_floats(sweep_betas, "--sweep-betas", skip_blank=True), n, seed, truncation,
-                                    identity)
+                                    identity, sweep_neutrals or (None,))
         if sweep_strengths:
             rows += ev.sweep_mappers(world, edits, strengths, n, seed, truncation, identity)
         click.echo(ev.format_table(rows))
@@ -1337,13 +1345,15 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
         ev.edit_math.DEFAULT_ALPHA if alpha is None else alpha, ev.edit_math.DEFAULT_BETA if beta is None else beta)
     from precompute.optimization import OptimizeConfig
 
-    method_a = OptimizeConfig(steps=steps, l2=l2, clip_views=clip_views)
+    method_a = OptimizeConfig(steps=steps, l2=l2, clip_views=clip_views, identity=id_weight)
     latents = ev.inverted_wplus(world.encoder, n, seed) if inverted else None
     rows, pictures = ev.evaluate_edits(world.gen, world.classifier, edits,
-                                       world.methods(chosen, default, method_a, bundle, strength), n, seed, truncation,
+                                       world.methods(chosen, default, method_a, bundle, strength, identity), n, seed,
+                                       truncation,
                                        wplus=latents, identity=identity)
     click.echo(ev.format_table(rows))
     options = f" --steps {steps} --l2 {l2:g} --clip-views {clip_views}" if "A" in chosen else ""
+    options += f" --id-weight {id_weight:g}" if "A" in chosen and identity_path else ""
     options += f" --edits '{edit_names}'" if edit_names else ""
     options += f" --identity {identity_path}" if identity_path else ""
     options += "".join(f" --{k} {v:g}" for k, v in (("alpha", alpha), ("beta", beta), ("strength", strength)) if v is not None)

@@ -134,6 +134,13 @@ def test_cli_evaluate_and_sweep(demo_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.output.count("beta 0.05") == 2 and "beta 0.99" not in result.output  # 0.99 keeps no channel: skipped
     result = runner.invoke(main, ["evaluate", "--edits", "purple hair", "-n", "3", "--demo-dir", str(demo_dir),
+                                  "--sweep-alphas", "4", "--sweep-betas", "0.05", "--sweep-neutral", "a face",
+                                  "--sweep-neutral", "a face with brown hair", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    rows = table_rows(result.output, "purple hair ")
+    assert [r["setting"] for r in rows] == ["alpha 4, beta 0.05", "alpha 4, beta 0.05, from 'a face with brown hair'"]
+    assert rows[0]["geometry drift"] != rows[1]["geometry drift"]  # another text direction, another edit
+    result = runner.invoke(main, ["evaluate", "--edits", "purple hair", "-n", "3", "--demo-dir", str(demo_dir),
                                   "--sweep-strengths", "0,1", "--threads", "1"])
     assert result.exit_code == 0, result.output
     rows = table_rows(result.output, "purple hair ")
@@ -146,6 +153,8 @@ def test_cli_evaluate_and_sweep(demo_dir, tmp_path):
     assert "strength 0.5" in result.output and "--strength 0.5" in (out / "edit_quality.md").read_text()
     result = runner.invoke(main, ["evaluate", "--demo-dir", str(demo_dir), "--sweep-alphas", "2"])
     assert result.exit_code == 2 and "go together" in result.output
+    result = runner.invoke(main, ["evaluate", "--demo-dir", str(demo_dir), "--sweep-neutral", "a face"])
+    assert result.exit_code == 2 and "--sweep-neutral needs --sweep-alphas" in result.output
     result = runner.invoke(main, ["evaluate", "--demo-dir", str(demo_dir), "--methods", "B", "--strength", "10"])
     assert result.exit_code == 2 and "mapper strength must be a number in [-5.0, 5.0]" in result.output
     result = runner.invoke(main, ["evaluate", "--demo-dir", str(tmp_path / "nothing"), "-n", "2"])

@@ -215,9 +215,11 @@ def test_evaluate_adds_an_identity_column(demo_dir, tiny, tmp_path, keep_torch_t
     drift = head.index("geometry drift")
     assert head[drift:drift + 3] == ["geometry drift", "identity", "s/edit"]
     assert [r["method"] for r in rows] == ["C global", "B mapper", "A optimize"]
+    assert rows[2]["setting"].endswith(", id 0.005")  # method A optimizes the identity loss (default weight)
     assert all(-1 <= float(r["identity"]) <= 1 for r in rows)
     assert float(rows[0]["identity"]) < 0.99  # method C changes the face
-    assert "--identity" in (tmp_path / "edit_quality.md").read_text()
+    assert "--identity" in (tmp_path / "edit_quality.md").read_text() and "--id-weight 0.005" in res.output + \
+        (tmp_path / "edit_quality.md").read_text()
     assert "geometry drift  identity  s/edit" in res.output  # the printed table has the column too
     # an edit that changes nothing keeps the identity exactly
     res = run("evaluate", "--methods", "B", "--strength", 0, "--edits", "purple hair", "-n", 3, "--threads", 1,
