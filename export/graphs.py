@@ -140,14 +140,13 @@ class InputSampler:
 
 
 def generator_graphs(gen: Generator, sampler: InputSampler) -> list[GraphSpec]:
+    """No W+ -> image graph: it would carry all the synthesis weights a second time (117 MB at FFHQ size);
+    W+ renders as `styles` then `synthesis`."""
     return [
         GraphSpec("mapping", _Call(gen, "mapping"), "z", "w", "latent", sampler.z),
         GraphSpec("styles", _Styles(gen), "wplus", "styles", "latent", sampler.wplus),
         GraphSpec("synthesis", _Call(gen, "synthesis_flat"), "styles", "image", "image", sampler.styles,
                   onnx_module=ExportSynthesis(gen), openvino_module=ExportSynthesis(gen, upsample="transposed")),
-        GraphSpec("synthesis_wplus", _Call(gen, "synthesis_wplus"), "wplus", "image", "image", sampler.wplus,
-                  onnx_module=ExportSynthesis(gen, wplus=True),
-                  openvino_module=ExportSynthesis(gen, wplus=True, upsample="transposed")),
     ]
 
 

@@ -134,26 +134,21 @@ class _ToRGB(nn.Module):
 
 
 class ExportSynthesis(nn.Module):
-    """Flat S [B, total] -> image, equal to `gen.synthesis_flat`; with `wplus=True` W+ -> image, equal to
-    `gen.synthesis_wplus` (the affine layers are the generator's own)."""
+    """Flat S [B, total] -> image, equal to `gen.synthesis_flat`. W+ is rendered through the `styles` graph
+    first (S is small), so a bundle carries the synthesis weights once."""
 
-    def __init__(self, gen: Generator, wplus: bool = False, upsample: str = "phases"):
+    def __init__(self, gen: Generator, upsample: str = "phases"):
         super().__init__()
         if upsample not in UPSAMPLING:
             raise ValueError(f"upsample must be one of {', '.join(UPSAMPLING)}, got {upsample!r}")
-        self.layout, self.wplus = gen.layout, wplus
+        self.layout = gen.layout
         self.register_buffer("input", gen.input.input.detach().clone())
         noises = [getattr(gen.noises, f"noise_{i}") for i in range(2 * len(gen.to_rgbs) + 1)]
         self.convs = nn.ModuleList(_Styled(c, n, upsample) for c, n in zip([gen.conv1, *gen.convs], noises))
         self.to_rgbs = nn.ModuleList(_ToRGB(t) for t in [gen.to_rgb1, *gen.to_rgbs])
-        self.affine = nn.ModuleList(m.modulation for m in gen.modulated) if wplus else None
-        self.rows = [layer.wplus_index for layer in gen.layout.layers]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.wplus:
-            styles = [affine(x[:, row]) for affine, row in zip(self.affine, self.rows)]
-        else:
-            styles = self.layout.split(x)
+        styles = self.layout.split(x)
         h = self.convs[0](self.input.expand(x.shape[0], -1, -1, -1), styles[0], 1.0)
         skip = self.to_rgbs[0](h, styles[1], SQRT2)
         for b in range(1, len(self.to_rgbs)):

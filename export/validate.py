@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from runtime import edit_math
-from runtime.bundle import BundleError, load_table, text_tokens, verify_bundle, verify_file
+from runtime.bundle import CORE_GRAPHS, REEXPORT, BundleError, load_table, text_tokens, verify_bundle, verify_file
 from precompute.checkpoints import load_generator
 from precompute.clip_model import load_clip
 from precompute.encoder import load_encoder
@@ -277,6 +277,12 @@ class Validator:
     def __init__(self, folder, batches=(1, 4), seed=0, progress=True):
         self.folder, self.batches, self.seed, self.progress = Path(folder), tuple(batches), seed, progress
         self.manifest = verify_bundle(folder)
+        # Before any work: a graph this toolkit no longer exports (an older bundle's synthesis_wplus) has no
+        # PyTorch counterpart to be checked against.
+        known = (*CORE_GRAPHS, "image_encoder", "encoder")
+        if unknown := [g for g in self.manifest["graphs"] if g not in known and not g.startswith("mapper_")]:
+            raise BundleError(f"{self.folder} holds the graph(s) {', '.join(unknown)}, which this toolkit no longer "
+                              f"exports (W+ renders as styles -> synthesis); {REEXPORT}")
         self.models = LazyModels(sources_from_manifest(self.manifest))
         self.models.generator  # noqa: B018  (a source that cannot be loaded fails before any check)
         self._specs: tuple[str, dict] = ("", {})
@@ -375,7 +381,7 @@ class Validator:
                 if variant != "fp32" and not runners.has_own(info["graph"]):
                     continue
                 ref = reference(lambda w: gen(self.models.mappers[name].edit(w)), wplus)
-                out = runners["synthesis_wplus"](runners[info["graph"]](wplus))
+                out = runners["synthesis"](runners["styles"](runners[info["graph"]](wplus)))
                 checks.append(_check(f"edit:mapper_{name}", variant, len(wplus), "image", ref, out))
                 self.images[f"edit:mapper_{name}" + ("" if variant == "fp32" else f".{variant}")] = side_by_side(ref, out)
                 runners.close()
@@ -411,7 +417,7 @@ class Validator:
         w_out = onnx["encoder"](photos)
         if mapper is not None:
             w_out = onnx[m["mappers"][mapper]["graph"]](w_out)
-        out = onnx["synthesis_wplus"](w_out)
+        out = onnx["synthesis"](onnx["styles"](w_out))
         name = f"edit:invert{f'_mapper_{mapper}' if mapper else ''}"
         self.images[name] = side_by_side(ref, out)
         return _check(name, "fp32", len(photos), "image", ref, out)

@@ -25,8 +25,9 @@ FORMAT = "styleclip-edge-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 64 << 20
-# Graphs every bundle has (read_manifest requires them); mappers add one `mapper_<name>` graph each.
-CORE_GRAPHS = ("mapping", "styles", "synthesis", "synthesis_wplus", "text_encoder")
+# Graphs every bundle has (read_manifest requires them); mappers add one `mapper_<name>` graph each. W+ renders
+# as styles -> synthesis; bundles of older toolkits also carry `synthesis_wplus`, which is left unused.
+CORE_GRAPHS = ("mapping", "styles", "synthesis", "text_encoder")
 DTYPES = ("float32", "float16", "int64", "int32")
 REEXPORT = "re-export the bundle with `python cli.py export`"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -175,7 +176,7 @@ def _expected_io(m: dict, name: str, total: int) -> tuple[list, list] | None:
     g = m["generator"]
     wplus, image = ["batch", g["n_latent"], g["style_dim"]], ["batch", 3, g.get("size"), g.get("size")]
     shapes = {"mapping": (["batch", g["style_dim"]], ["batch", g["style_dim"]]), "styles": (wplus, ["batch", total]),
-              "synthesis": (["batch", total], image), "synthesis_wplus": (wplus, image),
+              "synthesis": (["batch", total], image),
               "text_encoder": (["batch", None], ["batch", m["clip"].get("embed_dim")])}
     encoder = m.get("encoder")
     if isinstance(encoder, dict) and name == encoder.get("graph"):

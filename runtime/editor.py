@@ -253,7 +253,8 @@ class Editor:
         return ((np.clip(images, -1, 1) + 1) * 127.5).round().astype(np.uint8).transpose(0, 2, 3, 1)
 
     def render(self, wplus) -> np.ndarray:
-        return self.to_uint8(self._chunked("synthesis_wplus", self.check_wplus(wplus)))
+        """W+ -> uint8 images, through S (the bundle holds the synthesis weights once, in `synthesis`)."""
+        return self.render_styles(self.styles(wplus))
 
     def synthesize(self, s: np.ndarray) -> np.ndarray:
         """Flat S [N, total] -> float images [N, 3, H, W] about [-1, 1]."""

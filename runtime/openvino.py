@@ -16,7 +16,7 @@ PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # Editor precision -> OpenVINO inf
 # bf16 where it pays: the convolution and transformer graphs (about 2x, docs/benchmarks.md). The MLP graphs
 # (mapping, styles, mappers) gain nothing at their size, and the 8-layer mapping network drifts in bf16
 # (relative error 1.2% on the demo generator, over validation's 1%), so they stay f32.
-BF16_GRAPHS = frozenset({"synthesis", "synthesis_wplus", "text_encoder", "image_encoder", "encoder"})
+BF16_GRAPHS = frozenset({"synthesis", "text_encoder", "image_encoder", "encoder"})
 _TYPES = {"f32": "tensor(float)", "f16": "tensor(float16)", "i64": "tensor(int64)", "i32": "tensor(int32)"}
 
 

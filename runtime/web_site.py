@@ -43,7 +43,7 @@ ORT_BACKENDS = {
     "wasm": ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm"),
     "webgpu": ("ort.webgpu.bundle.min.mjs", "ort-wasm-simd-threaded.asyncify.wasm"),
 }
-CORE_GRAPHS = ("mapping", "styles", "synthesis", "text_encoder")  # synthesis_wplus: the page renders via S
+CORE_GRAPHS = ("mapping", "styles", "synthesis", "text_encoder")
 
 
 class WebSiteError(ValueError):

@@ -50,7 +50,7 @@ def child(bundle: str, prompt: str, out: str, batch: int, device: str, precision
     result = {"import_s": time.perf_counter() - start}
     base = _rss_bytes()
     editor = Editor(bundle, device=device, precision=precision)
-    for graph in ("mapping", "styles", "synthesis", "synthesis_wplus", "text_encoder"):
+    for graph in ("mapping", "styles", "synthesis", "text_encoder"):
         editor.session(graph)
     size = sum(f.stat().st_size for f in Path(bundle).rglob("*") if f.is_file())
     result.update(bundle_mb=size / 2**20, rss_growth_mb=(_rss_bytes() - base) / 2**20)

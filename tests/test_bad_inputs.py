@@ -393,7 +393,7 @@ TAMPERING = [  # (id, tamper(work), expected message)
     ("file now a folder", replace_file("tables/latent_avg.npy", "dir"), "is a folder"),
     ("file now a pipe", replace_file("tables/latent_avg.npy", "fifo"), "not a regular file"),
     ("graph swapped, rehashed", swap_graph("mapping", "styles"), "graphs/mapping.onnx \\(mapping\\) names its input 'wplus', the manifest 'z'"),
-    ("graph swapped, same io names", swap_graph("synthesis_wplus", "mapper_purple_hair"), "synthesis_wplus\\) names its output"),
+    ("graph swapped, same io names", swap_graph("styles", "mapper_purple_hair"), "styles\\) names its output"),
     ("graph random bytes, rehashed", replace_file("graphs/mapping.onnx", noise(500)), "cannot be opened by onnxruntime"),
     ("table wrong shape, rehashed", replace_file("tables/latent_avg.npy", npy_bytes(np.zeros(63, np.float32))), "has shape \\[63\\]; the manifest implies \\[64\\]"),
     ("table pickled, rehashed", replace_file("tables/latent_avg.npy", npy_bytes(np.array([{}], dtype=object))), "pickled Python objects"),

@@ -37,7 +37,7 @@ def result(bundle, models) -> BenchResult:
 def test_every_graph_variant_and_batch_has_a_row(result, bundle):
     manifest = read_manifest(bundle)
     graph_rows = {(r.name, r.batch, r.variant): r for r in result.rows if r.section == "graph"}
-    rewritten = {"synthesis", "synthesis_wplus", "text_encoder"}  # also timed unrewritten, and in PyTorch eager
+    rewritten = {"synthesis", "text_encoder"}  # also timed unrewritten, and in PyTorch eager
     for graph, entry in manifest["graphs"].items():
         batches = {1, 2} | ({TEXT_BATCH} if graph == "text_encoder" else set())
         onnxruntime_variants = [v for v in entry["variants"] if v != "openvino"]  # timed by OpenVINO only

@@ -32,7 +32,7 @@ def validated(bundle):
 
 def test_manifest_describes_everything(bundle):
     m = verify_bundle(bundle)
-    assert set(m["graphs"]) == {"mapping", "styles", "synthesis", "synthesis_wplus", "mapper_purple_hair",
+    assert set(m["graphs"]) == {"mapping", "styles", "synthesis", "mapper_purple_hair",
                                 "text_encoder", "image_encoder", "encoder"}
     assert m["graphs"]["synthesis"]["inputs"] == [{"name": "styles", "shape": ["batch", 256], "dtype": "float32"}]
     assert m["graphs"]["synthesis"]["outputs"][0]["shape"] == ["batch", 3, 32, 32]
@@ -81,7 +81,7 @@ def test_validation_failure_is_a_failure(validated, monkeypatch):
     monkeypatch.setitem(TOLERANCES, "fp32", dict(TOLERANCES["fp32"], image=("psnr", 1e9, True)))
     checks = Validator(work, batches=(2,), progress=False).run(report=False)
     failed = {c.graph for c in checks if not c.passed}
-    assert {"synthesis", "synthesis_wplus", "edit:global_direction"} <= failed and "mapping" not in failed
+    assert {"synthesis", "edit:global_direction", "edit:mapper_purple_hair"} <= failed and "mapping" not in failed
     assert read_manifest(work)["validation"]["passed"] is False
 
 

@@ -436,3 +436,31 @@ def test_int8_precision_picks_the_int8_graphs_and_falls_back_to_fp32(bundle):
     edit = MapperEdit("purple_hair")
     diff = fp32.edit(w, edit).astype(int) - int8.edit(w, edit)
     assert 0 < np.abs(diff).mean() < 2  # uint8 images: the int8 mapper moves pixels by a fraction of a level
+
+
+def test_bundle_of_an_older_toolkit_with_synthesis_wplus_still_edits(bundle, tmp_path):
+    """Bundles exported before W+ rendered as styles -> synthesis carry a `synthesis_wplus` graph: the runtime
+    reads them and leaves it unused; `validate` refuses them before any work, asking for a re-export."""
+    import hashlib
+
+    from export.validate import Validator
+    from runtime.bundle import BundleError
+
+    work = tmp_path / "old"
+    shutil.copytree(bundle, work)
+    m = json.loads((work / "manifest.json").read_text())
+    data = (work / "graphs" / "synthesis.onnx").read_bytes() + b"\0"  # not a graph: opening it would fail
+    (work / "graphs" / "synthesis_wplus.onnx").write_bytes(data)
+    m["files"]["graphs/synthesis_wplus.onnx"] = {"role": "graph:synthesis_wplus", "size": len(data),
+                                                 "sha256": hashlib.sha256(data).hexdigest()}
+    m["graphs"]["synthesis_wplus"] = {**m["graphs"]["synthesis"], "inputs": m["graphs"]["styles"]["inputs"],
+                                      "variants": {"fp32": {"file": "graphs/synthesis_wplus.onnx", "format": "onnx",
+                                                            "precision": "fp32"}}}
+    (work / "manifest.json").write_text(json.dumps(m))
+    old, new = Editor(work), Editor(bundle)
+    w = new.sample([1, 2])
+    assert np.array_equal(old.render(w), new.render(w))
+    assert np.array_equal(old.edit(w, MapperEdit("purple_hair")), new.edit(w, MapperEdit("purple_hair")))
+    assert "synthesis_wplus" not in old._sessions
+    with pytest.raises(BundleError, match=r"synthesis_wplus, which this toolkit no longer exports.*re-export"):
+        Validator(work, progress=False)
