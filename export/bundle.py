@@ -193,7 +193,8 @@ def export_bundle(out, src: Sources, options: ExportOptions = ExportOptions(), p
             if options.fp16:
                 rel16 = f"graphs/{spec.name}.fp16.onnx"
                 convert_fp16(tmp / rel, tmp / rel16)
-                variants["fp16"] = {"file": rel16, "format": "onnx", "precision": "fp16"}
+                variants["fp16"] = {"file": rel16, "format": "onnx", "precision": "fp16", "weights": "float16",
+                                    "compute": "float32"}
             if options.openvino and spec.openvino_module is not None:
                 rel_ov = f"graphs/{spec.name}.openvino.onnx"
                 export_onnx(spec, example, tmp / rel_ov, options.opset, variant="openvino")

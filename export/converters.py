@@ -1,4 +1,5 @@
-"""Graph converters: torch -> ONNX (dynamo, dynamic batch and `GraphSpec.dynamic` axes), ONNX fp32 -> fp16, torch -> TorchScript."""
+"""Graph converters: torch -> ONNX (dynamo, dynamic batch and `GraphSpec.dynamic` axes), ONNX fp32 -> fp16-stored
+weights, ONNX fp32 -> dynamic int8, torch -> TorchScript."""
 from __future__ import annotations
 
 import contextlib
@@ -45,18 +46,36 @@ def export_onnx(spec: GraphSpec, example: np.ndarray, path: Path, opset: int = O
     onnx.checker.check_model(str(path))
 
 
-# Kept in fp32: normalizations overflow or lose precision in fp16 (text encoders), and with fp16
-# LayerNormalization onnxruntime 1.32's CPU session creation crashes (segfault) on our text encoder.
-FP32_OPS = ("LayerNormalization", "Softmax", "ReduceL2")
+# Smaller tensors stay fp32: they weigh nothing, and some are constants fp16 cannot hold (the demodulation's 1e-8).
+FP16_MIN_ELEMENTS = 256
+FP16_MAX = 65504.0
 
 
 def convert_fp16(src: Path, dst: Path) -> None:
-    """fp16 weights and activations with fp32 inputs/outputs (onnxruntime's converter, no extra package)."""
-    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+    """The same graph with its large float32 weights stored as float16 and cast back to float32 in the graph:
+    half the file (what a web page downloads), computed in fp32 with the weights rounded to fp16.
 
-    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True,
-                                     op_block_list=sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS)))
+    onnxruntime (and onnxruntime-web) fold each Cast into a float32 weight when the session is created, so it
+    runs as fast as fp32. Computing in fp16 instead (onnxruntime's float16 converter, this variant before issue
+    26) was no faster on CPU at FFHQ size (synthesis 1.11 s both, docs/benchmarks.md) and less accurate.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph, casts = model.graph, []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        weights = numpy_helper.to_array(init)
+        if weights.size < FP16_MIN_ELEMENTS or not np.all(np.abs(weights) <= FP16_MAX):
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(weights.astype(np.float16), f"{name}.fp16"))
+        casts.append(helper.make_node("Cast", [f"{name}.fp16"], [name], to=TensorProto.FLOAT, name=f"{name}.cast"))
+    for k, node in enumerate(casts):  # first, so the nodes stay in topological order
+        graph.node.insert(k, node)
     onnx.save(model, str(dst))
+    onnx.checker.check_model(str(dst))
 
 
 @contextlib.contextmanager

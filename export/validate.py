@@ -89,7 +89,7 @@ def _onnx_runner(path: Path):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # fp16 graphs log a warning per op it cannot constant-fold on CPU
+    options.log_severity_level = 3
     # No arena: validation is not timed, and an arena keeps the peak of every batch of every graph it ran
     # (gigabytes at 1024 px) until its session is gone.
     options.enable_cpu_mem_arena = False
@@ -352,8 +352,9 @@ class Validator:
                                graph_precision(graph, "bf16" if variant == OPENVINO_BF16 else "fp32"))
 
     def edit_checks(self) -> list[Check]:
-        """Whole edits vs PyTorch, compared on the final images: with the fp32 graphs, and again with the
-        int8 text encoder / mappers where the bundle has them (their error as a user sees it)."""
+        """Whole edits vs PyTorch, compared on the final images: with the fp32 graphs, and again with the fp16
+        graphs (what a web site serves) and the int8 text encoder / mappers where the bundle has them (their
+        error as a user sees it)."""
         gen, m = self.models.generator, self.manifest
         rng = np.random.default_rng([self.seed, 999])
         wplus = self.spec("styles").sample(max(self.batches), rng)
@@ -365,7 +366,7 @@ class Validator:
         self.models.keep("clip")
         clip = self.models.clip
         gd_ref = self._gd_reference(wplus) if m.get("global_directions") else None
-        for variant in ("fp32", "int8"):
+        for variant in ("fp32", "fp16", "int8"):
             runners = fp32 if variant == "fp32" else Sessions(self.folder, m, variant, fp32)
             if gd_ref is not None and (variant == "fp32" or runners.has_own("text_encoder")):
                 ref, beta = gd_ref

@@ -53,6 +53,36 @@ def test_manifest_describes_everything(bundle):
     assert np.load(bundle / m["tables"]["fs3"], allow_pickle=False).shape == (168, 32)
 
 
+def test_fp16_variants_store_weights_in_fp16_and_compute_in_fp32(validated):
+    """`--fp16`: each graph's large weights as float16 initializers, cast to float32 inside the graph (half the
+    bytes a web page downloads), every activation float32; the runtime's precision='fp16' opens them, and
+    validation checks whole edits through them too."""
+    import onnx
+    from onnx import TensorProto
+
+    from runtime.editor import Editor
+
+    bundle, checks = validated
+    m = read_manifest(bundle)
+    for name in ("synthesis", "text_encoder", "styles"):
+        variants = m["graphs"][name]["variants"]
+        assert variants["fp16"]["weights"] == "float16" and variants["fp16"]["compute"] == "float32"
+        fp32, fp16 = (bundle / variants[v]["file"] for v in ("fp32", "fp16"))
+        assert fp16.stat().st_size < fp32.stat().st_size, name
+        model = onnx.load(str(fp16))
+        halves = {t.name for t in model.graph.initializer if t.data_type == TensorProto.FLOAT16}
+        count = lambda kind: sum(np.prod(t.dims) for t in model.graph.initializer if t.data_type == kind)  # noqa: E731
+        assert count(TensorProto.FLOAT16) > 0.9 * (count(TensorProto.FLOAT16) + count(TensorProto.FLOAT)), name
+        assert halves and all(n.op_type == "Cast" and n.attribute[0].i == TensorProto.FLOAT
+                              for n in model.graph.node if set(n.input) & halves), name
+        inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
+        assert not [v.name for v in inferred if v.type.tensor_type.elem_type == TensorProto.FLOAT16], name
+    editor = Editor(bundle, precision="fp16")
+    assert editor.session("synthesis")._model_path.endswith("synthesis.fp16.onnx")
+    edits = {c.graph: c for c in checks if c.variant == "fp16" and c.graph.startswith("edit:")}
+    assert {"edit:global_direction", "edit:mapper_purple_hair"} <= set(edits) and all(c.passed for c in edits.values())
+
+
 def test_validation_passes_and_is_recorded(validated):
     bundle, checks = validated
     assert all(c.passed for c in checks), format_table(checks)
