@@ -237,7 +237,8 @@ def import_identity(pth, out_stem, trust_pickle):
 @click.option("--encoder", type=click.Path(dir_okay=False), help="e4e encoder (ours or an official .pt): pictures -> W+.")
 @click.option("--s-stats", type=click.Path(dir_okay=False), help="StyleSpace mean/std (.npz with 'mean', 'std').")
 @click.option("--out", type=click.Path(file_okay=False), help="Bundle folder [default: artifacts/bundles/demo].")
-@click.option("--fp16", is_flag=True, help="Also write fp16 variants of every graph.")
+@click.option("--fp16", is_flag=True, help="Also write fp16 variants of every graph: weights stored in fp16, computed in "
+              "fp32; half the size, what `web` serves (Editor(precision='fp16') runs them too).")
 @click.option("--torchscript", is_flag=True, help="Also write TorchScript variants.")
 @click.option("--int8", is_flag=True, help="Also write dynamic-int8 variants of the text encoder and the mappers "
               "(Editor(precision='int8')).")
@@ -1445,15 +1446,23 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port for --serve (0: any free one).")
 @click.option("--ort-dist", type=click.Path(file_okay=False),
               help="onnxruntime-web's dist folder [web/node_modules/onnxruntime-web/dist, from `npm ci --prefix web`].")
-def web(bundle, out, serve, port, ort_dist):
+@click.option("--without", default="", metavar="PARTS",
+              help="Leave out of the site, comma-separated: encoder (no dropped pictures), text_encoder (only the "
+                   "bundle's tuned prompts), mappers.")
+@click.option("--weights", default="auto", show_default=True, metavar="auto|fp32|fp16",
+              help="Which of the bundle's graph variants the site serves; auto: fp16 (weights stored in fp16, computed "
+                   "in fp32; `export --fp16`) where the bundle has them, else fp32.")
+def web(bundle, out, serve, port, ort_dist, without, weights):
     """Write a static site that runs BUNDLE's edits in the browser (onnxruntime-web) [artifacts/bundles/demo]."""
     from runtime.web_site import build_site, make_server, site_size
 
     start = time.perf_counter()
-    build_site(open_bundle_folder(bundle), out, ort_dist)
+    site = build_site(open_bundle_folder(bundle), out, ort_dist, without.split(","), weights)
     size = site_size(out)
-    per_visit = ", ".join(f"{b} {v / 1e6:.1f} MB" for b, v in size["per_visit"].items())
-    click.echo(f"wrote {out} ({size['total'] / 1e6:.1f} MB; one visit downloads {per_visit}) "
+    mb = lambda sizes: ", ".join(f"{b} {v / 1e6:.1f} MB" for b, v in sizes.items())  # noqa: E731
+    variants = sorted({g["variant"] for g in site["graphs"].values()})
+    click.echo(f"wrote {out} ({size['total'] / 1e6:.1f} MB, {'/'.join(variants)} graphs; the first visit downloads "
+               f"{mb(size['first_visit'])}; with every graph used {mb(size['per_visit'])}) "
                f"in {time.perf_counter() - start:.1f} s")
     if serve:
         server = make_server(out, port)

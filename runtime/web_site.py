@@ -5,7 +5,11 @@ The site holds the page and its ES modules (web/src), onnxruntime-web's module a
 the tables as little-endian binary, the tokenizer's vocabulary and text tables, and `site.json`: what
 the page needs from the bundle's manifest plus the sha256 and size of every file. index.html pins the
 sha256 of site.json and the SRI hashes of its scripts; the page checks every file it fetches with
-crypto.subtle before it uses it.
+crypto.subtle before it uses it. A first visit fetches only what the first edit needs (`first_visit`: the
+page, onnxruntime-web, mapping, styles, synthesis and the tables); the text encoder and the BPE vocabulary
+come with the first prompt that is not a tuned one, a mapper when chosen, the encoder with the first picture.
+Graphs are the bundle's fp16 variants where it has them (`export --fp16`: weights stored in fp16, computed
+in fp32, half the download), else its fp32 ones.
 
 Needs numpy, the bundle and the runtime's text packages only (no torch, no onnx). The site is written
 to a temporary sibling and renamed into place; an existing folder at the destination is replaced only
@@ -43,7 +47,9 @@ ORT_BACKENDS = {
     "wasm": ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm"),
     "webgpu": ("ort.webgpu.bundle.min.mjs", "ort-wasm-simd-threaded.asyncify.wasm"),
 }
-CORE_GRAPHS = ("mapping", "styles", "synthesis", "text_encoder")
+CORE_GRAPHS = ("mapping", "styles", "synthesis")  # what every edit runs: fetched on the first visit
+OPTIONAL = ("encoder", "text_encoder", "mappers")  # what `--without` may leave out
+WEIGHTS = ("auto", "fp32", "fp16")  # auto: the bundle's fp16 variant of a graph where it has one
 
 
 class WebSiteError(ValueError):
@@ -84,23 +90,47 @@ def check_destination(out: Path) -> None:
         raise WebSiteError(f"{out} cannot be replaced: {problem}")
 
 
-def page_graphs(manifest: dict) -> list[str]:
-    graphs = list(CORE_GRAPHS) + [info["graph"] for info in (manifest.get("mappers") or {}).values()]
+def check_without(without) -> tuple[str, ...]:
+    """The parts a site leaves out (`--without encoder,text_encoder`), checked."""
+    without = tuple(dict.fromkeys(w.strip() for w in without if w.strip()))
+    if unknown := [w for w in without if w not in OPTIONAL]:
+        raise WebSiteError(f"--without takes {', '.join(OPTIONAL)} (comma-separated), not {', '.join(unknown)}")
+    return without
+
+
+def page_graphs(manifest: dict, without=()) -> list[str]:
+    graphs = list(CORE_GRAPHS)
+    if "text_encoder" not in without:
+        graphs.append("text_encoder")
+    if "mappers" not in without:
+        graphs += [info["graph"] for info in (manifest.get("mappers") or {}).values()]
     encoder = manifest.get("encoder")  # issue 16: {"graph", "input_size", "normalization", ...}
-    if encoder:
+    if encoder and "encoder" not in without:
         if encoder.get("graph") not in manifest["graphs"]:
             raise BundleError(f"the bundle's encoder section names the graph {encoder.get('graph')!r}, which it lacks")
         graphs.append(encoder["graph"])
     return graphs
 
 
+def graph_variant(manifest: dict, name: str, weights: str, bundle) -> str:
+    """Which of the bundle's variants of graph `name` the site serves."""
+    variants = manifest["graphs"][name]["variants"]
+    if weights == "fp32" or (weights == "auto" and "fp16" not in variants):
+        return "fp32"
+    if "fp16" not in variants:
+        raise WebSiteError(f"bundle {bundle} has no fp16 variant of its {name} graph; export it with --fp16, or pass "
+                           "--weights fp32")
+    return "fp16"
+
+
 def _io(entry: dict) -> dict:
     return {"name": entry["name"], "shape": entry["shape"], "dtype": entry["dtype"]}
 
 
-def site_manifest(manifest: dict, graphs: dict, tables: dict, tokenizer: dict, ort: dict) -> dict:
+def site_manifest(manifest: dict, graphs: dict, tables: dict, tokenizer: dict, ort: dict, without=()) -> dict:
     """What the page reads: the bundle's generator, CLIP, templates, mappers, tuned settings and defaults."""
     gen, clip = manifest["generator"], manifest["clip"]
+    mappers = {} if "mappers" in without else manifest.get("mappers") or {}
     return {
         "format": SITE_FORMAT,
         "format_version": SITE_FORMAT_VERSION,
@@ -118,10 +148,11 @@ def site_manifest(manifest: dict, graphs: dict, tables: dict, tokenizer: dict, o
             "alpha_range": edit_math.ALPHA_RANGE, "beta_range": edit_math.BETA_RANGE,
             "strength_range": edit_math.STRENGTH_RANGE, "truncation_range": (0.0, 1.0),
         },
-        "mappers": {name: {"graph": info["graph"], "prompt": info["prompt"]}
-                    for name, info in (manifest.get("mappers") or {}).items()},
+        "mappers": {name: {"graph": info["graph"], "prompt": info["prompt"]} for name, info in mappers.items()},
         "global_directions": manifest.get("global_directions"),
-        "encoder": manifest.get("encoder"),  # input size / normalization of an `encoder` graph, when the bundle has one
+        # input size / normalization of an `encoder` graph, when the bundle has one and the site keeps it
+        "encoder": None if "encoder" in without else manifest.get("encoder"),
+        "without": list(without),
         "graphs": graphs,
         "tables": tables,
         "tokenizer": tokenizer,
@@ -133,17 +164,26 @@ def _sri(path: Path) -> str:
     return "sha384-" + base64.b64encode(hashlib.sha384(path.read_bytes()).digest()).decode()
 
 
+def first_visit(site: dict) -> list[str]:
+    """The site's files a visit fetches before its first edit (onnxruntime-web's aside, which depend on the
+    backend the page picks): the page, the graphs every edit runs, the tables and the text tables (prompt
+    keys and blank checks). The tuned prompts' text directions are among the tables."""
+    page = ["index.html", SITE_MANIFEST, *STATIC, *(f"js/{m}" for m in MODULES)]
+    return page + [site["graphs"][g]["file"] for g in CORE_GRAPHS] + [t["file"] for t in site["tables"].values()] \
+        + [site["tokenizer"]["tables"]]
+
+
 def _index_html(folder: Path) -> str:
     """index.html with an import map that pins every module's SRI hash and the sha256 of site.json."""
     imports = {f"./js/{m}": f"./js/{m}" for m in MODULES}
     integrity = {f"./js/{m}": _sri(folder / "js" / m) for m in MODULES}
     integrity.update({f"./ort/{module}": _sri(folder / "ort" / module) for module, _ in ORT_BACKENDS.values()})
     importmap = json.dumps({"imports": imports, "integrity": integrity}, indent=1)
-    # Start every fetch while the page parses: the modules (else fetched level by level of imports) and the
-    # data files every visit needs (not onnxruntime's, which depend on the backend the page picks).
+    # Start every fetch of the first visit while the page parses: the modules (else fetched level by level of
+    # imports) and the data files the first edit needs (not onnxruntime's, which depend on the backend the
+    # page picks, nor the graphs fetched on first use).
     site = json.loads((folder / SITE_MANIFEST).read_text())
-    data = [SITE_MANIFEST, *(g["file"] for g in site["graphs"].values()), *(t["file"] for t in site["tables"].values()),
-            site["tokenizer"]["vocab"], site["tokenizer"]["tables"]]
+    data = [rel for rel in first_visit(site) if not rel.startswith("js/") and rel not in ("index.html", *STATIC)]
     preloads = [f'<link rel="modulepreload" href="./js/{m}" integrity="{integrity[f"./js/{m}"]}">' for m in MODULES]
     preloads += [f'<link rel="preload" href="{rel}" as="fetch" crossorigin="anonymous">' for rel in data]
     html = (APP_DIR / "index.html").read_text()
@@ -170,9 +210,13 @@ def _tuned_directions(bundle: Path, manifest: dict, folder: Path) -> dict:
     return {"file": rel, "dtype": "float32", "shape": list(directions.shape), "byte_order": "little", "keys": keys}
 
 
-def build_site(bundle, out, ort_folder=None) -> dict:
-    """Write the site for `bundle` at `out`; returns its site manifest."""
+def build_site(bundle, out, ort_folder=None, without=(), weights: str = "auto") -> dict:
+    """Write the site for `bundle` at `out` without the parts in `without` (OPTIONAL), its graphs in the
+    bundle's `weights` variants (WEIGHTS); returns its site manifest."""
     bundle, out = Path(bundle), Path(out)
+    without = check_without(without)
+    if weights not in WEIGHTS:
+        raise WebSiteError(f"--weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     dist = ort_dist(ort_folder)  # fail before any work
     missing = [name for name in (*MODULES, *STATIC, "index.html") if not (APP_DIR / name).is_file()]
     if missing:
@@ -182,6 +226,13 @@ def build_site(bundle, out, ort_folder=None) -> dict:
     manifest = verify_bundle(bundle)  # every listed file's size and sha256
     if not manifest.get("global_directions") and not manifest.get("mappers"):
         raise WebSiteError(f"bundle {bundle} has neither global-direction tables nor mappers: the page could not edit")
+    tuned = manifest.get("global_directions") and manifest.get("edit_settings")
+    if "text_encoder" in without and not tuned and ("mappers" in without or not manifest.get("mappers")):
+        raise WebSiteError(f"without its text encoder a site edits only the bundle's tuned prompts and its mappers; bundle "
+                           f"{bundle} has {'no tuned prompts' if manifest.get('global_directions') else 'no global directions'}"
+                           " and the site no mappers: keep the text encoder")
+    graph_names = page_graphs(manifest, without)
+    chosen = {name: graph_variant(manifest, name, weights, bundle) for name in graph_names}  # before any writing
     with atomic_path(out, is_dir=True, replace=replace_problem) as tmp:
         for sub in ("js", "ort", "graphs", "tables", "tokenizer"):
             (tmp / sub).mkdir()
@@ -195,13 +246,14 @@ def build_site(bundle, out, ort_folder=None) -> dict:
                 shutil.copyfile(dist / name, tmp / "ort" / name)
             ort[backend] = {"module": f"ort/{module}", "wasm": f"ort/{wasm}"}
         graphs = {}
-        for name in page_graphs(manifest):
+        for name, variant in chosen.items():
             entry = manifest["graphs"][name]
             rel = f"graphs/{name}.onnx"
-            shutil.copyfile(bundle / entry["variants"]["fp32"]["file"], tmp / rel)
-            graphs[name] = {"file": rel, "input": _io(entry["inputs"][0]), "output": _io(entry["outputs"][0])}
+            shutil.copyfile(bundle / entry["variants"][variant]["file"], tmp / rel)
+            graphs[name] = {"file": rel, "variant": variant, "input": _io(entry["inputs"][0]),
+                            "output": _io(entry["outputs"][0])}
         tables = {}
-        if manifest.get("global_directions") and manifest.get("edit_settings"):
+        if tuned:
             tables["text_directions"] = _tuned_directions(bundle, manifest, tmp)
         for name, rel_npy in manifest["tables"].items():
             if name == "s_mean":
@@ -212,12 +264,14 @@ def build_site(bundle, out, ort_folder=None) -> dict:
             rel = f"tables/{name}.bin"
             np.ascontiguousarray(array, dtype="<f4").tofile(tmp / rel)
             tables[name] = {"file": rel, "dtype": "float32", "shape": list(array.shape), "byte_order": "little"}
-        vocab = f"tokenizer/{Path(manifest['clip']['tokenizer']['file']).name}"
-        shutil.copyfile(bundle / manifest["clip"]["tokenizer"]["file"], tmp / vocab)
+        vocab = None  # the BPE merges: only a text encoder needs token ids
+        if "text_encoder" not in without:
+            vocab = f"tokenizer/{Path(manifest['clip']['tokenizer']['file']).name}"
+            shutil.copyfile(bundle / manifest["clip"]["tokenizer"]["file"], tmp / vocab)
         (tmp / "tokenizer" / "text_tables.json").write_text(json.dumps(text_tables(), ensure_ascii=False))
         tokenizer = {"vocab": vocab, "tables": "tokenizer/text_tables.json",
                      "sot": manifest["clip"]["tokenizer"].get("sot"), "eot": manifest["clip"]["tokenizer"].get("eot")}
-        site = site_manifest(manifest, graphs, tables, tokenizer, ort)
+        site = site_manifest(manifest, graphs, tables, tokenizer, ort, without)
         site["files"] = {
             str(p.relative_to(tmp)): {"sha256": sha256_file(p), "size": p.stat().st_size}
             for p in sorted(tmp.rglob("*")) if p.is_file()
@@ -228,16 +282,19 @@ def build_site(bundle, out, ort_folder=None) -> dict:
 
 
 def site_size(folder) -> dict:
-    """Bytes on disk: the whole site and what one visit downloads per backend."""
+    """Bytes on disk: the whole site, what a first visit downloads before its first edit and what a visit that
+    uses every graph downloads, per backend (onnxruntime-web's files for that backend only)."""
     folder = Path(folder)
     site = json.loads((folder / SITE_MANIFEST).read_text())
+    size = lambda rels: sum((folder / rel).stat().st_size for rel in rels)  # noqa: E731
     total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    other = {b: set(files.values()) for b, files in site["ort"].items()}
-    visit = {}
-    for backend in other:
-        skip = set().union(*(files for b, files in other.items() if b != backend))
-        visit[backend] = total - sum((folder / rel).stat().st_size for rel in skip)
-    return {"total": total, "per_visit": visit}
+    ort = {b: set(files.values()) for b, files in site["ort"].items()}
+    first, everything = {}, {}
+    for backend in ort:
+        skip = set().union(*(files for b, files in ort.items() if b != backend))
+        everything[backend] = total - size(skip)
+        first[backend] = size(first_visit(site)) + size(ort[backend])
+    return {"total": total, "first_visit": first, "per_visit": everything}
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

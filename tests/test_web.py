@@ -24,7 +24,8 @@ from runtime import edit_math
 from runtime.bundle import read_manifest
 from runtime.stylespace import StyleSpaceLayout
 from runtime.tokenizer import ClipTokenizer
-from runtime.web_site import SITE_MANIFEST, WebSiteError, build_site, check_destination, make_server, ort_dist
+from runtime.web_site import (SITE_MANIFEST, WebSiteError, build_site, check_destination, first_visit, make_server, ort_dist,
+                              site_size)
 from runtime.web_text import text_tables
 from tests.text_corpus import corpus
 
@@ -213,11 +214,12 @@ def test_edit_math_matches_python(node):
 # --- the site -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def demo_bundle(tmp_path_factory):
-    """The demo world's bundle (the page's tuned settings and faces), exported once for these tests (~25 s)."""
-    from export.bundle import demo_sources, export_bundle
+    """The demo world's bundle (the page's tuned settings and faces) with its fp16 variants (the site's default
+    weights), exported once for these tests (~35 s)."""
+    from export.bundle import ExportOptions, demo_sources, export_bundle
 
     out = tmp_path_factory.mktemp("web-demo") / "bundle"
-    export_bundle(out, demo_sources(ROOT / "artifacts" / "demo"), progress=False)
+    export_bundle(out, demo_sources(ROOT / "artifacts" / "demo"), ExportOptions(fp16=True), progress=False)
     return out
 
 
@@ -274,9 +276,11 @@ def test_site_holds_what_the_page_needs(site, demo_bundle):
     html = (site / "index.html").read_text()
     assert hashlib.sha256((site / SITE_MANIFEST).read_bytes()).hexdigest() in html
     assert '"integrity"' in html and "sha384-" in html
-    for name, graph in info["graphs"].items():  # graphs byte for byte
-        assert (site / graph["file"]).read_bytes() == (demo_bundle / manifest["graphs"][name]["variants"]["fp32"]["file"]).read_bytes()
-    assert "synthesis_wplus" not in info["graphs"] and {"mapping", "styles", "synthesis", "text_encoder"} <= set(info["graphs"])
+    for name, graph in info["graphs"].items():  # graphs byte for byte, the bundle's fp16 variants by default
+        assert graph["variant"] == "fp16"
+        assert (site / graph["file"]).read_bytes() == (demo_bundle / manifest["graphs"][name]["variants"]["fp16"]["file"]).read_bytes()
+    assert set(info["graphs"]) == {"mapping", "styles", "synthesis", "text_encoder", "encoder",
+                                   *(m["graph"] for m in manifest["mappers"].values())}
     for name, table in info["tables"].items():  # little-endian float32 with the shape from the manifest
         if name == "text_directions":
             continue
@@ -336,12 +340,14 @@ def test_cli_web_is_torch_free_and_reports_errors(node, demo_bundle, tmp_path):
     res = subprocess.run([sys.executable, "-c", code, str(demo_bundle), str(tmp_path / "site")], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "one visit downloads wasm" in res.stdout
+    assert "fp16 graphs; the first visit downloads wasm" in res.stdout
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     for args, expected in (([str(demo_bundle), "--out", str(tmp_path / "mine")], "not a site written by"),
                            ([str(tmp_path / "nobundle"), "--out", str(tmp_path / "s2")], "does not exist"),
-                           ([str(demo_bundle), "--out", str(tmp_path / "s3"), "--ort-dist", str(tmp_path)], "npm ci --prefix web")):
+                           ([str(demo_bundle), "--out", str(tmp_path / "s3"), "--ort-dist", str(tmp_path)], "npm ci --prefix web"),
+                           ([str(demo_bundle), "--out", str(tmp_path / "s4"), "--without", "encoder,tokenizer"],
+                            "--without takes encoder, text_encoder, mappers (comma-separated), not tokenizer")):
         res = subprocess.run([sys.executable, "cli.py", "web", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert res.returncode == 2 and expected in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
@@ -351,8 +357,9 @@ def test_cli_web_is_torch_free_and_reports_errors(node, demo_bundle, tmp_path):
 class Served:
     """`cli.py web --serve` on a free loopback port, stopped on exit."""
 
-    def __init__(self, bundle, out):
-        self.proc = subprocess.Popen([sys.executable, "cli.py", "web", str(bundle), "--out", str(out), "--serve", "--port", "0"],
+    def __init__(self, bundle, out, *options):
+        self.proc = subprocess.Popen([sys.executable, "cli.py", "web", str(bundle), "--out", str(out), "--serve", "--port", "0",
+                                      *options],
                                      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for line in self.proc.stdout:
             if line.startswith("serving "):
@@ -386,8 +393,16 @@ CASES = [  # what the page is told (as a person sets the controls), and the same
 ]
 
 
-def test_page_edits_equal_the_python_runtime(node, demo_bundle, tmp_path):
-    """Type a prompt, press Edit, read the canvases: the same pixels as runtime/editor.py (uint8 within ±2)."""
+def fetched(requests) -> set[str]:
+    return {r["path"].lstrip("/") or "index.html" for r in requests}
+
+
+@pytest.mark.parametrize("weights", ["auto", "fp32"])
+def test_page_edits_equal_the_python_runtime(node, demo_bundle, tmp_path, weights):
+    """Type a prompt, press Edit, read the canvases: the same pixels as runtime/editor.py (uint8 within ±2), with the
+    site's default weights (the bundle's fp16 variants: fp16-stored, computed in fp32) against Editor(precision="fp16")
+    and with the fp32 graphs against the default Editor. The first visit fetches only what the first edit needs; the
+    text encoder, a mapper and the encoder come when first used."""
     from runtime.editor import Editor
 
     import onnxruntime as ort
@@ -397,17 +412,29 @@ def test_page_edits_equal_the_python_runtime(node, demo_bundle, tmp_path):
     bad_prompts = ["", "   ", " ".join(["purple"] * 80)]
     bundle = tmp_path / "bundle"
     shutil.copytree(demo_bundle, bundle)
-    encoder = add_test_encoder(bundle)
-    editor = Editor(bundle)
+    encoder = add_test_encoder(bundle)  # fp32 only: the site serves it so, Editor(precision="fp16") runs it so
+    editor = Editor(bundle, precision="fp16" if weights == "auto" else "fp32")
     photo = tmp_path / "photo.png"  # at the encoder's size: the page's W+ is then the Python one exactly
     Image.fromarray(editor.render(editor.sample([11]))[0]).save(photo)
     image_case = {"image": str(photo), "method": "global", "prompt": "a face with glasses"}
-    with Served(bundle, tmp_path / "site") as server:
+    with Served(bundle, tmp_path / "site", "--weights", weights) as server:
         result = drive(node, {"url": server.url + "?ep=wasm", "screenshot": str(shot), "screenshot_after": 0,
                               "bad_prompts": bad_prompts,
                               "cases": [{**page, "seeds": ",".join(map(str, SEEDS))} for page, _ in CASES] + [image_case]})
     assert result["load"]["errors"] == [] and result["load"]["backend"] == "wasm", result["load"]
     assert result["page_errors"] == [] and result["console_errors"] == [], result
+    site = json.loads((tmp_path / "site" / SITE_MANIFEST).read_text())
+    assert {g["variant"] for n, g in site["graphs"].items() if n != "encoder"} == {"fp16" if weights == "auto" else "fp32"}
+    # lazy loading: the first visit is the site's first-visit list and onnxruntime-web's WebAssembly build, byte for byte
+    first = result["load"]["requests"]
+    assert fetched(first) == set(first_visit(site)) | set(site["ort"]["wasm"].values()), fetched(first)
+    assert sum(r["bytes"] for r in first) == site_size(tmp_path / "site")["first_visit"]["wasm"]
+    later = [fetched(case["requests"]) for case in result["cases"]]
+    assert later[0] == set()  # a tuned prompt: its text direction came with the site
+    assert later[1] == {site["graphs"]["text_encoder"]["file"], site["tokenizer"]["vocab"]}  # a new prompt
+    assert later[2] == {site["graphs"]["mapper_a_face_with_glasses"]["file"]} and later[3] == {
+        site["graphs"]["mapper_a_face_with_purple_hair"]["file"]}
+    assert later[4] == {site["graphs"]["encoder"]["file"]}  # the dropped picture
     wplus = editor.sample(SEEDS)
     original = editor.render(wplus)
     worst = {}
@@ -444,6 +471,52 @@ def test_page_edits_equal_the_python_runtime(node, demo_bundle, tmp_path):
     assert "too long (80 tokens)" in messages[2]
     with pytest.raises(ValueError, match=r"too long \(80 tokens\)"):  # the Python runtime says the same
         editor.check_prompt(bad_prompts[2], "target text")
+
+
+def test_site_without_the_encoders_serves_the_tuned_prompts(node, demo_bundle, tmp_path):
+    """`web --without encoder,text_encoder`: no encoder, text encoder or vocabulary in the site; the page edits
+    the tuned prompts (typed in any case) and the mappers as Python does, and says why it cannot edit another prompt."""
+    from runtime.editor import Editor
+
+    with Served(demo_bundle, tmp_path / "site", "--without", "encoder,text_encoder") as server:
+        result = drive(node, {"url": server.url + "?ep=wasm", "cases": [
+            {"seeds": "1,2", "method": "global", "prompt": "A Face  with PURPLE hair"},
+            {"seeds": "1,2", "method": "global", "prompt": "a face with red hair"},
+            {"seeds": "1,2", "method": "mapper", "mapper": "a_face_with_glasses"}]})
+    site = json.loads((tmp_path / "site" / SITE_MANIFEST).read_text())
+    assert site["without"] == ["encoder", "text_encoder"] and site["encoder"] is None and site["tokenizer"]["vocab"] is None
+    assert not {"encoder", "text_encoder"} & set(site["graphs"])
+    assert not [rel for rel in site["files"] if "encoder" in rel or rel.endswith(".gz")]
+    assert result["load"]["errors"] == [] and result["page_errors"] == [], result["load"]
+    editor = Editor(demo_bundle, precision="fp16")
+    w = editor.sample([1, 2])
+    tuned, new, mapper = result["cases"]
+    for got, edit in ((tuned, editor.global_edit("a face with purple hair")), (mapper, editor.mapper_edit("a_face_with_glasses"))):
+        assert got["message"] is None, got
+        expected = editor.edit(w, edit)
+        for k, face in enumerate(got["faces"]):
+            rgba = np.frombuffer(base64.b64decode(face["edited"]), np.uint8).reshape(face["size"], face["size"], 4)
+            assert np.abs(rgba[..., :3].astype(int) - expected[k].astype(int)).max() <= TOLERANCE
+    assert "this site has no text encoder (built with --without text_encoder)" in new["message"]
+    assert "'a face with purple hair' from 'a face'" in new["message"] and new["requests"] == []
+
+
+def test_site_options_are_checked_before_any_work(demo_bundle, tmp_path):
+    with pytest.raises(WebSiteError, match="--without takes encoder, text_encoder, mappers"):
+        build_site(demo_bundle, tmp_path / "a", without=["text_encoder", "vocab"])
+    m = json.loads((demo_bundle / "manifest.json").read_text())
+    bare = tmp_path / "bare"  # a bundle without fp16 variants, tuned prompts or mappers
+    shutil.copytree(demo_bundle, bare)
+    for entry in m["graphs"].values():
+        entry["variants"].pop("fp16")
+    m["edit_settings"] = {}
+    (bare / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(WebSiteError, match="no fp16 variant of its mapping graph; export it with --fp16"):
+        build_site(bare, tmp_path / "b", weights="fp16")
+    with pytest.raises(WebSiteError, match="without its text encoder a site edits only the bundle's tuned prompts"):
+        build_site(bare, tmp_path / "c", without=["text_encoder", "mappers"])
+    assert build_site(bare, tmp_path / "d")["graphs"]["synthesis"]["variant"] == "fp32"  # auto: what the bundle has
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
 def serve_and_load(node, folder: Path) -> dict:

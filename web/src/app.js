@@ -269,13 +269,13 @@ async function main() {
     let loaded = 0;
     state.editor = await WebEditor.open(site, ortReady, (what) => {
       mark(what);
-      setStatus("loading", `Loaded ${++loaded}: ${what}…`);
+      if (!probe.ready) setStatus("loading", `Loaded ${++loaded}: ${what}…`);
+      else if (what.startsWith("fetching")) setStatus("busy", `First use: ${what}…`); // the graphs fetched on first use
     });
     mark("models");
     setupControls(state.editor);
     probe.ready = true;
     await edit(); // the first edit: the bundle's first tuned prompt on the default seeds
-    state.editor.warmTextEncoder();
   } catch (err) {
     report(err);
   }

@@ -5,20 +5,24 @@
 import * as em from "./editmath.js";
 import { standardNormal } from "./rng.js";
 import { gunzip, SiteError } from "./site.js";
+import { TextCleaner } from "./textclean.js";
 import { ClipTokenizer } from "./tokenizer.js";
 
-// What the first edit runs: the bundle's first tuned prompt, whose text direction site.json carries.
+// What the first edit runs (the bundle's first tuned prompt, whose text direction site.json carries): fetched
+// and opened at load. Every other graph (text encoder, mappers, encoder) is fetched, checked and opened on first use.
 const CORE = ["mapping", "styles", "synthesis"];
 
 export class WebEditor {
-  constructor(site, ort, backend, sessions, tokenizer, tables, createSession) {
-    this.createSession = createSession; // name -> promise of a session (graphs opened on first use)
+  constructor(site, ort, backend, sessions, textTables, tables, createSession) {
+    this.createSession = createSession; // name -> promise of a session (fetched, checked and opened on first use)
     this.site = site;
     this.manifest = site.manifest;
     this.ort = ort;
     this.backend = backend;
     this.sessions = sessions;
-    this.tokenizer = tokenizer;
+    this.textTables = textTables; // text_tables.json: the tokenizer's pattern and ftfy's tables
+    this.cleaner = new TextCleaner(textTables); // Python's whitespace and strip rules for prompt keys
+    this.tokenizerPromise = null; // the BPE vocabulary: with the first prompt that needs the text encoder
     this.tables = tables;
     const gen = this.manifest.generator;
     this.layout = gen.layout;
@@ -36,39 +40,46 @@ export class WebEditor {
     }
   }
 
-  /** Open the text encoder's session now (in the background), so the first new prompt does not wait for it. */
-  warmTextEncoder() {
-    if (this.sessions.get("text_encoder") === null) this.sessions.set("text_encoder", this.createSession("text_encoder"));
+  get hasTextEncoder() {
+    return "text_encoder" in this.manifest.graphs;
   }
 
-  /** Load, verify and open everything an edit needs, concurrently: the files are fetched and checked
-   * while onnxruntime-web (`ortReady`: a promise of {ort, backend}) still loads. `step(name)` reports progress. */
+  /** The tokenizer, its vocabulary fetched and checked on first use. */
+  tokenizer() {
+    if (!this.tokenizerPromise) {
+      const m = this.manifest;
+      this.tokenizerPromise = (async () => {
+        const merges = new TextDecoder().decode(await gunzip(await this.site.bytes(m.tokenizer.vocab)));
+        return new ClipTokenizer(merges, this.textTables, m.clip.context_length, this.cleaner);
+      })().catch((err) => { this.tokenizerPromise = null; throw err; });
+    }
+    return this.tokenizerPromise;
+  }
+
+  /** Load, verify and open what the first edit needs, concurrently: the files are fetched and checked while
+   * onnxruntime-web (`ortReady`: a promise of {ort, backend}) still loads. `step(name)` reports progress, also
+   * of the graphs fetched later, on first use. */
   static async open(site, ortReady, step = () => {}) {
     const m = site.manifest;
     const tableNames = ["latent_avg", ...(m.global_directions ? ["fs3", "s_std"] : []),
       ...("text_directions" in m.tables ? ["text_directions"] : [])];
     const graphNames = Object.keys(m.graphs);
-    const graphBytes = new Map(graphNames.map((n) => [n, site.bytes(m.graphs[n].file)]));
-    const tokenizer = (async () => {
-      const [vocab, tables] = await Promise.all([site.bytes(m.tokenizer.vocab), site.json(m.tokenizer.tables)]);
-      const merges = new TextDecoder().decode(await gunzip(vocab));
-      step("tokenizer");
-      return new ClipTokenizer(merges, tables, m.clip.context_length);
-    })();
+    const fetched = new Map(CORE.map((n) => [n, site.bytes(m.graphs[n].file)])); // the rest when first used
+    const textTables = site.json(m.tokenizer.tables);
     const tables = Promise.all(tableNames.map(async (n) => [n, await site.table(n)]));
     const { ort, backend } = await ortReady;
     const options = { executionProviders: [backend], graphOptimizationLevel: "all" };
-    // Sessions of the graphs every edit needs are opened now; a mapper's or the encoder's on first use
-    // (its file is fetched and checked now all the same, so a damaged one is refused at load).
     const create = async (name) => {
-      const s = await ort.InferenceSession.create(new Uint8Array(await graphBytes.get(name)), options);
+      if (!fetched.has(name)) step(`fetching ${name} (${(site.manifest.files[m.graphs[name].file].size / 1e6).toFixed(1)} MB)`);
+      const bytes = await (fetched.get(name) ?? site.bytes(m.graphs[name].file));
+      fetched.delete(name); // the session holds the graph now
+      const s = await ort.InferenceSession.create(new Uint8Array(bytes), options);
       step(`graph ${name}`);
       return s;
     };
     const sessions = new Map(graphNames.map((n) => [n, CORE.includes(n) ? create(n) : null]));
     await Promise.all([...sessions.values()].filter(Boolean));
-    await Promise.all(graphBytes.values());
-    return new WebEditor(site, ort, backend, sessions, await tokenizer, new Map(await tables), create);
+    return new WebEditor(site, ort, backend, sessions, await textTables, new Map(await tables), create);
   }
 
   get mappers() {
@@ -81,7 +92,11 @@ export class WebEditor {
 
   async run(graph, data, dims, type = "float32") {
     if (!this.sessions.has(graph)) throw new SiteError(`this site has no '${graph}' graph`);
-    if (this.sessions.get(graph) === null) this.sessions.set(graph, this.createSession(graph));
+    if (this.sessions.get(graph) === null) {
+      const opening = this.createSession(graph);
+      this.sessions.set(graph, opening);
+      opening.catch(() => this.sessions.set(graph, null)); // a failed fetch is retried by the next edit
+    }
     const sess = await this.sessions.get(graph);
     const g = this.manifest.graphs[graph];
     const out = await sess.run({ [g.input.name]: new this.ort.Tensor(type, data, dims) });
@@ -114,20 +129,25 @@ export class WebEditor {
 
   // --- text ----------------------------------------------------------------------------------------
   promptKey(prompt) {
-    return prompt.toLowerCase().split(this.tokenizer.cleaner.pySpaceRun).filter(Boolean).join(" ");
+    return prompt.toLowerCase().split(this.cleaner.pySpaceRun).filter(Boolean).join(" ");
   }
 
+  /** The blank check (at once); `checkLength` the token count (it needs the vocabulary). */
   checkPrompt(text, what = "prompt") {
-    if (typeof text !== "string" || this.tokenizer.cleaner.isBlank(text))
+    if (typeof text !== "string" || this.cleaner.isBlank(text))
       throw new em.EditError(`the ${what} is empty; describe the edit, e.g. 'a face with purple hair'`);
-    const room = this.tokenizer.contextLength - 2, n = this.tokenizer.encode(text).length;
-    if (n > room - 8) throw new em.EditError(`the ${what} is too long (${n} tokens); keep it under ${room - 8} tokens`);
     return text;
+  }
+
+  async checkLength(text, what) {
+    const tokenizer = await this.tokenizer();
+    const room = tokenizer.contextLength - 2, n = tokenizer.encode(text).length;
+    if (n > room - 8) throw new em.EditError(`the ${what} is too long (${n} tokens); keep it under ${room - 8} tokens`);
   }
 
   /** Unit CLIP text embeddings [texts.length, D] in one graph call (padding cut where the length is dynamic). */
   async encodeText(texts) {
-    let rows = this.tokenizer.tokenize(texts);
+    let rows = (await this.tokenizer()).tokenize(texts);
     if (this.manifest.graphs.text_encoder.input.shape[1] === "length") {
       let used = 1; // trim_padding: keep up to the batch's last non-padding column (at least 2)
       for (const row of rows) for (let j = used; j < row.length; j++) if (row[j] !== 0) used = j;
@@ -143,12 +163,20 @@ export class WebEditor {
     return this.cache.get(key);
   }
 
-  /** dt [D] over the templates (both texts' prompts in one call); cached per (target, neutral). */
+  /** dt [D] over the templates (both texts' prompts in one call); cached per (target, neutral). The tuned
+   * prompts' come with the site; any other needs the text encoder. */
   async textDirection(target, neutral) {
     this.checkPrompt(target, "target text");
     this.checkPrompt(neutral, "neutral text");
     const templates = this.manifest.templates;
     return this.memo(JSON.stringify(["dt", target, neutral]), async () => {
+      if (!this.hasTextEncoder) {
+        const tuned = this.manifest.tables.text_directions?.keys.map(([t, n]) => `'${t}' from '${n}'`).join(", ");
+        throw new em.EditError(`this site has no text encoder (built with --without text_encoder): it edits only the ` +
+          `bundle's tuned prompts with their neutral texts (${tuned || "none"}) and its mappers`);
+      }
+      await this.checkLength(target, "target text");
+      await this.checkLength(neutral, "neutral text");
       const emb = await this.encodeText([...em.templatePrompts(target, templates), ...em.templatePrompts(neutral, templates)]);
       return em.textDirection(emb, templates.length, emb.length / (2 * templates.length));
     });
@@ -172,16 +200,19 @@ export class WebEditor {
     return { ...(this.manifest.edit_settings[this.promptKey(prompt)] || {}) };
   }
 
-  /** A global edit of `target`: each setting given, else the bundle's tuned one, else the default. */
+  /** A global edit of `target`: each setting given, else the bundle's tuned one, else the default. Without a
+   * text encoder a tuned prompt typed in another case or spacing is taken as the tuned prompt itself. */
   globalEdit(target, given = {}) {
     const tuned = this.tunedSettings(target);
     const pick = (k, fallback) => (k in given ? given[k] : k in tuned ? tuned[k] : fallback);
-    return { kind: "global", target: this.checkPrompt(target, "target text"), neutral: pick("neutral", "a face"),
+    this.checkPrompt(target, "target text");
+    if (!this.hasTextEncoder && this.promptKey(target) in this.manifest.edit_settings) target = this.promptKey(target);
+    return { kind: "global", target, neutral: pick("neutral", "a face"),
       alpha: pick("alpha", this.math.alpha), beta: pick("beta", this.math.beta), minChannels: given.minChannels ?? 10 };
   }
 
   mapperFor(prompt) {
-    const strip = (t) => this.tokenizer.cleaner.strip(t).toLowerCase(), key = strip(prompt);
+    const strip = (t) => this.cleaner.strip(t).toLowerCase(), key = strip(prompt);
     for (const [name, info] of Object.entries(this.manifest.mappers))
       if (key === name || key === strip(info.prompt)) return name;
     const known = Object.entries(this.manifest.mappers).map(([n, i]) => `${n} ('${i.prompt}')`).join(", ") || "none";

@@ -24,11 +24,12 @@ function byteAlphabet() {
 }
 
 export class ClipTokenizer {
-  /** `merges`: the text of bpe_simple_vocab_16e6.txt; `tables`: the site's text_tables.json. */
-  constructor(merges, tables, contextLength = 77) {
+  /** `merges`: the text of bpe_simple_vocab_16e6.txt; `tables`: the site's text_tables.json; `cleaner`: a
+   * TextCleaner already made from them. */
+  constructor(merges, tables, contextLength = 77, cleaner = new TextCleaner(tables)) {
     if (contextLength < 2) throw new Error(`context length must be at least 2 (SOT and EOT), got ${contextLength}`);
     this.contextLength = contextLength;
-    this.cleaner = new TextCleaner(tables);
+    this.cleaner = cleaner;
     const lines = merges.split("\n");
     if (lines.length < N_MERGES + 1) throw new Error(`the BPE vocabulary has ${lines.length - 1} merge lines, expected ${N_MERGES}`);
     const pairs = lines.slice(1, N_MERGES + 1).map((line, n) => {

@@ -7,7 +7,8 @@
 //               "image": PNG to invert (instead of seeds)}, ...],
 //    "screenshot_after": case index, "bad_prompts": ["", ...], "loads": N,
 //    "live": [{"seeds": "1", "alphas": [1.0, 2.0, ...]}, ...]}
-// Prints JSON: load timings, per case the RGBA pixels (base64) of every face before/after, the messages
+// Prints JSON: load timings and the files fetched by the first edit (1 s after it is drawn: path and body
+// bytes), per case the RGBA pixels (base64) of every face before/after and the files it fetched, the messages
 // shown for the bad prompts, the live-edit timings and every console error or page exception.
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
@@ -15,11 +16,21 @@ import { chromium } from "playwright-core";
 const job = JSON.parse(readFileSync(0, "utf8"));
 const result = { console_errors: [], page_errors: [], cases: [], bad_prompts: [], live: [], loads: [] };
 const browser = await chromium.launch({ executablePath: job.chromium, headless: true, args: ["--no-sandbox"] });
+let fetched = []; // this page's finished requests so far
+const settle = async (ms) => {
+  await page.waitForTimeout(ms); // requestfinished handlers read the body sizes asynchronously
+  return fetched.slice();
+};
+let page;
 try {
-  let page;
   for (let k = 0; k < (job.loads || 1); k++) { // each load in a fresh context: nothing cached
     if (page) await page.context().close();
     page = await (await browser.newContext({ viewport: { width: 1000, height: 900 } })).newPage();
+    fetched = [];
+    page.on("requestfinished", async (req) => {
+      const sizes = await req.sizes().catch(() => null);
+      fetched.push({ path: new URL(req.url()).pathname, bytes: sizes ? sizes.responseBodySize : null });
+    });
     page.on("console", (msg) => msg.type() === "error" && result.console_errors.push(msg.text()));
     page.on("pageerror", (err) => result.page_errors.push(String(err)));
     await page.goto(job.url);
@@ -31,6 +42,7 @@ try {
       message: document.getElementById("message").textContent, status: document.getElementById("status").textContent,
       isolated: self.crossOriginIsolated,
     }));
+    result.load.requests = await settle(1000);
     result.loads.push(result.load);
   }
 
@@ -64,6 +76,7 @@ try {
   };
   for (const c of job.cases || []) {
     await idle();
+    const seen = (await settle(100)).length;
     if (!c.image) {
       await page.fill("#seeds", c.seeds);
       await page.locator("#seeds").dispatchEvent("change");
@@ -93,7 +106,7 @@ try {
     }
     const shown = await page.evaluate(() => ({ status: document.getElementById("status").textContent,
       message: document.getElementById("message").hidden ? null : document.getElementById("message").textContent }));
-    result.cases.push({ ...shown, faces: await pixels() });
+    result.cases.push({ ...shown, faces: await pixels(), requests: (await settle(200)).slice(seen) });
     if (job.screenshot && result.cases.length - 1 === (job.screenshot_after ?? 0))
       await page.screenshot({ path: job.screenshot, fullPage: true });
   }
