@@ -103,8 +103,13 @@ def write_models(work: Path, preset: str) -> Sources:
                    work / "s_stats.npz", encoder=encoder_file)
 
 
+# What the bundle's graphs are, beyond the options: a change here rebuilds cached preset bundles (issue 26: no
+# synthesis_wplus graph, --fp16 stores weights in fp16 and computes in fp32).
+GRAPH_LAYOUT = "styles -> synthesis; fp16 = fp16 weights, fp32 compute"
+
+
 def _stamp(preset: str, options: ExportOptions) -> dict:
-    return {"definition": preset_definition(preset), "toolkit": __version__,
+    return {"definition": preset_definition(preset), "toolkit": __version__, "graphs": GRAPH_LAYOUT,
             "options": {"fp16": options.fp16, "torchscript": options.torchscript, "opset": options.opset,
                         "image_encoder": options.image_encoder, "int8": options.int8, "openvino": options.openvino}}
 
