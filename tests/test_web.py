@@ -519,11 +519,11 @@ def test_site_options_are_checked_before_any_work(demo_bundle, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
-def serve_and_load(node, folder: Path) -> dict:
+def serve_and_load(node, folder: Path, cases=()) -> dict:
     server = make_server(folder, 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        return drive(node, {"url": f"http://127.0.0.1:{server.server_address[1]}/?ep=wasm"})
+        return drive(node, {"url": f"http://127.0.0.1:{server.server_address[1]}/?ep=wasm", "cases": list(cases)})
     finally:
         server.shutdown()
         server.server_close()
@@ -536,8 +536,8 @@ def flip_a_byte(path: Path) -> None:
 
 
 def test_page_refuses_tampered_files(node, site, tmp_path):
-    graph, module = tmp_path / "graph", tmp_path / "module"
-    for folder in (graph, module):
+    graph, module, lazy = tmp_path / "graph", tmp_path / "module", tmp_path / "lazy"
+    for folder in (graph, module, lazy):
         shutil.copytree(site, folder)
     flip_a_byte(graph / "graphs" / "synthesis.onnx")
     result = serve_and_load(node, graph)
@@ -546,6 +546,11 @@ def test_page_refuses_tampered_files(node, site, tmp_path):
     assert errors and "graphs/synthesis.onnx does not match its sha256" in errors[0], result["load"]
     assert "graphs/synthesis.onnx does not match its sha256" in result["load"]["message"]
     assert result["load"]["first_edit_ms"] is None  # nothing was edited with it
+
+    flip_a_byte(lazy / "graphs" / "text_encoder.onnx")  # fetched on first use: checked then, before it runs
+    result = serve_and_load(node, lazy, [{"seeds": "1", "method": "global", "prompt": "a face with red hair"}])
+    assert result["load"]["errors"] == [] and result["load"]["first_edit_ms"] is not None, result["load"]
+    assert "graphs/text_encoder.onnx does not match its sha256" in result["cases"][0]["message"], result["cases"][0]
 
     (module / "js" / "editmath.js").write_text((module / "js" / "editmath.js").read_text() + "\n// changed\n")
     result = serve_and_load(node, module)  # the browser refuses the module (SRI); the page says so
