@@ -1,11 +1,11 @@
 """The web page's bars (issue 18) on a bundle, measured in headless chromium (WebAssembly backend).
 
     python scripts/web_bars.py [--bundle artifacts/bundles/demo] [--loads 5] [--moves 30] [--threads N]
-                               [--without encoder,text_encoder] [--weights auto|fp32|fp16]
+                               [--without encoder,text_encoder] [--weights auto|fp32|fp16] [--seeds 1,2,3]
 
 Builds the site (`cli.py web`), serves it on 127.0.0.1 and drives Debian's chromium with playwright-core
 (web/test/drive.mjs): each page load in a fresh browser context (nothing cached) until the page's first
-edit is drawn (3 faces, seeds 1,2,3): with the bundle's first tuned prompt (its text direction comes in
+edit is drawn (3 faces, seeds 1,2,3, or --seeds: `--seeds 1` at 1024 px, where a face takes seconds): with the bundle's first tuned prompt (its text direction comes in
 the site, computed by `cli.py web`) and with a new prompt (`?prompt=`: the page's tokenizer and text
 encoder run first). Then α-slider moves with the text direction cached on 1 and on 3 faces (from the
 slider's input event to the edited canvases drawn). Reports medians, the load's stages, the bytes the
@@ -51,6 +51,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, help="WebAssembly threads the page may use [the page's choice: up to 4]")
     ap.add_argument("--without", default="", help="`cli.py web --without`: parts the site leaves out")
     ap.add_argument("--weights", default="auto", help="`cli.py web --weights`: auto, fp32 or fp16")
+    ap.add_argument("--seeds", default="1,2,3", help="the faces of the first edit and of the slider moves (and seed 1 alone)")
     args = ap.parse_args()
 
     from runtime.bundle import read_manifest
@@ -68,10 +69,11 @@ def main() -> int:
         server = make_server(site, 0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         alphas = [round(-4 + 8 * k / max(1, args.moves - 1), 1) for k in range(args.moves)]
-        url = f"http://127.0.0.1:{server.server_address[1]}/?ep=wasm" + (f"&threads={args.threads}" if args.threads else "")
+        url = (f"http://127.0.0.1:{server.server_address[1]}/?ep=wasm&seeds={args.seeds}"
+               + (f"&threads={args.threads}" if args.threads else ""))
         try:
             out = drive({"url": url, "chromium": chromium, "loads": args.loads,
-                         "live": [{"seeds": "1", "alphas": alphas}, {"seeds": "1,2,3", "alphas": alphas}]})
+                         "live": [{"seeds": s, "alphas": alphas} for s in dict.fromkeys(["1", args.seeds])]})
             new = None if "text_encoder" in args.without else drive(  # a site without it edits tuned prompts only
                 {"url": url + "&prompt=" + NEW_PROMPT.replace(" ", "%20"), "chromium": chromium, "loads": args.loads})
         finally:
@@ -85,7 +87,7 @@ def main() -> int:
         "first_edit_s": statistics.median(load["first_edit_ms"] / 1000 for load in loads),
         "first_edit_new_prompt_s": statistics.median(load["first_edit_ms"] / 1000 for load in new["loads"]) if new else None,
         "cached_gd_edit_ms_1_face": statistics.median(live["1"]),
-        "cached_gd_edit_ms_3_faces": statistics.median(live["1,2,3"]),
+        f"cached_gd_edit_ms_{len(args.seeds.split(','))}_faces": statistics.median(live[args.seeds]),
     }
     print(f"backend {loads[0]['backend']}, {loads[0]['threads']} threads (cross-origin isolated: {loads[0]['isolated']})")
     for what, runs in (("tuned prompt", loads), *([(f"new prompt {NEW_PROMPT!r}", new["loads"])] if new else [])):

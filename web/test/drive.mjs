@@ -54,7 +54,7 @@ try {
   const pressEdit = async () => {
     await idle();
     const before = await page.evaluate(() => [window.styleclip.timings.length, window.styleclip.errors.length]);
-    await page.click("#edit");
+    await page.click("#edit", { timeout: 120000 }); // at 1024 px an edit runs for seconds on the page's thread
     await page.waitForFunction(([t, e]) => !window.styleclip.busy &&
       (window.styleclip.timings.length > t || window.styleclip.errors.length > e), before, { timeout: 120000 });
   };
