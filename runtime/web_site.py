@@ -196,13 +196,14 @@ def _index_html(folder: Path) -> str:
     return html
 
 
-def _tuned_directions(bundle: Path, manifest: dict, folder: Path) -> dict:
+def _tuned_directions(bundle: Path, manifest: dict, folder: Path, precision: str) -> dict:
     """The text directions of the bundle's tuned prompts (from their tuned neutral texts), computed by the
-    Python runtime: the page starts its first edit without waiting for its text encoder (any other prompt,
-    or another neutral text, runs the page's own text encoder; the tests compare both with Python)."""
+    Python runtime with the text encoder variant the site serves (`precision`): the page starts its first edit
+    without fetching its text encoder (any other prompt, or another neutral text, runs the page's own text
+    encoder; the tests compare both with Python)."""
     from .editor import Editor
 
-    editor = Editor(bundle)
+    editor = Editor(bundle, precision=precision)
     keys = [[prompt, settings.get("neutral", "a face")] for prompt, settings in manifest["edit_settings"].items()]
     directions = np.stack([editor.text_direction(target, neutral) for target, neutral in keys])
     rel = "tables/text_directions.bin"
@@ -254,7 +255,8 @@ def build_site(bundle, out, ort_folder=None, without=(), weights: str = "auto") 
                             "output": _io(entry["outputs"][0])}
         tables = {}
         if tuned:
-            tables["text_directions"] = _tuned_directions(bundle, manifest, tmp)
+            tables["text_directions"] = _tuned_directions(bundle, manifest, tmp,
+                                                          graph_variant(manifest, "text_encoder", weights, bundle))
         for name, rel_npy in manifest["tables"].items():
             if name == "s_mean":
                 continue  # the page does not use the style means

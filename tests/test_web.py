@@ -290,7 +290,8 @@ def test_site_holds_what_the_page_needs(site, demo_bundle):
     assert info["edit_settings"] == manifest["edit_settings"] and info["templates"] == manifest["templates"]
     from runtime.editor import Editor
 
-    editor, known = Editor(demo_bundle), info["tables"]["text_directions"]  # the tuned prompts' directions
+    # the tuned prompts' directions, from the text encoder the site serves
+    editor, known = Editor(demo_bundle, precision="fp16"), info["tables"]["text_directions"]
     dirs = np.fromfile(site / known["file"], dtype="<f4").reshape(known["shape"])
     assert [k[0] for k in known["keys"]] == list(manifest["edit_settings"])
     for (target, neutral), dt in zip(known["keys"], dirs):
