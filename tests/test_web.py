@@ -505,6 +505,10 @@ def test_site_without_the_encoders_serves_the_tuned_prompts(node, demo_bundle, t
 def test_site_options_are_checked_before_any_work(demo_bundle, tmp_path):
     with pytest.raises(WebSiteError, match="--without takes encoder, text_encoder, mappers"):
         build_site(demo_bundle, tmp_path / "a", without=["text_encoder", "vocab"])
+    lean = build_site(demo_bundle, tmp_path / "lean", without=[" mappers", "encoder "])  # as `--without "mappers, encoder"`
+    assert lean["mappers"] == {} and lean["encoder"] is None and set(lean["graphs"]) == {"mapping", "styles", "synthesis",
+                                                                                          "text_encoder"}
+    assert not [rel for rel in lean["files"] if "mapper" in rel or "encoder.onnx" == rel.split("/")[-1]]
     m = json.loads((demo_bundle / "manifest.json").read_text())
     bare = tmp_path / "bare"  # a bundle without fp16 variants, tuned prompts or mappers
     shutil.copytree(demo_bundle, bare)
