@@ -26,8 +26,9 @@ demo: $(STAMP)
 
 # Rebuild every shipped demo model from scratch (seeded; each step resumes when rerun). ~3 h on 2 cores.
 DEMO := artifacts/demo
-# Mappers: 4 shifted CLIP views, coarse rows unedited, a per-prompt latent penalty and rows (README).
-MAPPER := $(PY) cli.py train-mapper --clip-views 4 --disable coarse --steps 600
+# Mappers: 4 shifted CLIP views, coarse rows unedited, a per-prompt latent penalty and rows, the identity term
+# with the demo identity network (README).
+MAPPER := $(PY) cli.py train-mapper --clip-views 4 --disable coarse --steps 600 --identity $(DEMO)/identity.json
 demo-world: $(STAMP)
 	$(PY) cli.py train-classifier
 	$(PY) cli.py train-identity
@@ -46,10 +47,10 @@ demo-world: $(STAMP)
 	$(MAPPER) "a face with glasses" --l2-weight 1000
 	rm -rf artifacts/bundles/demo  # built from the models above, not an older set
 	$(PY) cli.py demo --out docs/demo.png
-	$(PY) cli.py evaluate --methods C,B --bundle artifacts/bundles/demo
-	$(PY) cli.py evaluate --methods C,B --inverted --bundle artifacts/bundles/demo
-	$(PY) cli.py evaluate --methods A --edits "purple hair,smiling,glasses" --steps 100 --l2 0.2 --clip-views 4 \
-		--out-dir docs/method_a
+	$(PY) cli.py evaluate --methods C,B --identity $(DEMO)/identity.json --bundle artifacts/bundles/demo
+	$(PY) cli.py evaluate --methods C,B --inverted --identity $(DEMO)/identity.json --bundle artifacts/bundles/demo
+	$(PY) cli.py evaluate --methods A --edits "purple hair,smiling,glasses" --steps 100 --l2 2 --clip-views 4 \
+		--identity $(DEMO)/identity.json --id-weight 0.1 --out-dir docs/method_a
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

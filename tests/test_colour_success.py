@@ -123,7 +123,7 @@ def test_the_known_case_purple_hair_global_edit_turns_hair_blue():
     from precompute import edit_eval as ev
 
     world = ev.DemoWorld.load(DEMO)
-    spec = replace(ev.find_edits(["purple hair"])[0], alpha=5.0, beta=0.35)
+    spec = replace(ev.find_edits(["purple hair"])[0], neutral="a face", alpha=5.0, beta=0.35)
     wplus = ev.sample_wplus(world.gen, 50, seed=0, psi=0.7)
     rows, _ = ev.evaluate_edits(world.gen, world.classifier, [spec], world.methods("CB", None, None), wplus=wplus,
                                 examples=0, progress=False)
