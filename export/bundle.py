@@ -5,7 +5,9 @@ interrupted export leaves no half bundle and never damages an existing one.
 """
 from __future__ import annotations
 
+import ctypes
 import datetime
+import gc
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +166,28 @@ def check_target(out) -> None:
         raise FileExistsError(f"--out {out} cannot be replaced: {problem}")
 
 
+CLIP_GRAPHS = ("text_encoder", "image_encoder")
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap memory back to the OS: glibc keeps what a 1 GB model or session
+    freed in its arenas (resident), where the next large allocation would be counted on top of it."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
+
+
+def free_weights(module: torch.nn.Module | None) -> None:
+    """Empty a module's parameters and buffers in place (every reference to the module sees it emptied)."""
+    if module is None:
+        return
+    for tensor in [*module.parameters(), *module.buffers()]:
+        tensor.data = torch.empty(0, dtype=tensor.dtype)
+    release_memory()
+
+
 def export_bundle(out, src: Sources, options: ExportOptions = ExportOptions(), progress: bool = True) -> dict:
     """Build the bundle at `out`, replacing an existing bundle of ours only once the new one is complete
     (never any other folder: checked before the work and again at the swap)."""
@@ -182,6 +206,7 @@ def export_bundle(out, src: Sources, options: ExportOptions = ExportOptions(), p
     with atomic_path(Path(out), is_dir=True, replace=replace_problem) as tmp:
         for sub in ("graphs", "tables", "tokenizer"):
             (tmp / sub).mkdir()
+        clip_specs = [spec.name for spec in specs if spec.name in CLIP_GRAPHS]  # CLIP's weights freed after the last
         for spec in tqdm(specs, desc="export graphs", unit="graph", disable=not progress):
             example = spec.sample(EXAMPLE_BATCH, rng)
             with torch.no_grad():
@@ -221,6 +246,13 @@ def export_bundle(out, src: Sources, options: ExportOptions = ExportOptions(), p
                 "metric": spec.metric,
                 "variants": variants,
             }
+            if clip_specs and spec.name == clip_specs[-1]:
+                # CLIP's weights (0.6 GB for ViT-B-32, and the fused text graph's copies) freed once its graphs are
+                # written: e4e's export, last, takes 3 GB beside them at FFHQ size. Only its metadata is used after.
+                for done in specs:
+                    if done.name in CLIP_GRAPHS:
+                        free_weights(done.onnx_module)
+                free_weights(clip.model)
         tables = {}
         for name, array in models.tables.items():
             rel = f"tables/{name}.npy"

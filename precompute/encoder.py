@@ -161,9 +161,13 @@ def save_encoder(encoder: Encoder4Editing, path, extra: dict | None = None,
 
 
 def encoder_from_state(state: dict, config: EncoderConfig, source: str) -> Encoder4Editing:
-    encoder = Encoder4Editing(config)
+    # Built without storage and given the loaded tensors themselves: at FFHQ size a randomly initialised copy
+    # (1 GB) beside the checkpoint's would double the load's peak memory.
+    with torch.device("meta"):
+        encoder = Encoder4Editing(config)
     check_state_dict(encoder, state, source)
-    encoder.load_state_dict(state, strict=True)
+    state = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in state.items()}  # fp16 files too
+    encoder.load_state_dict(state, strict=True, assign=True)
     return encoder.eval()
 
 
