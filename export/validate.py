@@ -431,6 +431,9 @@ class Validator:
         ref = reference(pytorch, photos)
         self.models.keep()  # e4e released before its session is created (see graph_checks)
         w_out = onnx["encoder"](photos)
+        # The encoder's session (3 GB at FFHQ size) released before synthesis renders the batch (1 GB more).
+        onnx.open.pop("encoder", None)
+        release_memory()
         if mapper is not None:
             w_out = onnx[m["mappers"][mapper]["graph"]](w_out)
         out = onnx["synthesis"](onnx["styles"](w_out))
