@@ -1377,7 +1377,8 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
 @click.option("--preset", type=click.Choice(["demo", "ffhq", "both"]),
               help="Random-weight models (demo size, FFHQ-1024 + ViT-B-32), built once into build/bench/<preset> [demo].")
 @click.option("--bundle", type=click.Path(file_okay=False), help="Benchmark this bundle (PyTorch from its recorded sources).")
-@click.option("--batches", default="1,8", show_default=True, help="Batch sizes (the text encoder also runs 158 prompts).")
+@click.option("--batches", help="Batch sizes (the text encoder also runs 158 prompts) [1,8; 1 for generators of 512 px "
+                                 "and more: every interleaved candidate holds its own buffers (FFHQ at 1,8 passed 19 GB)].")
 @click.option("--repeats", default=20, show_default=True, type=click.IntRange(1), help="Interleaved timed calls per row.")
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(0))
 @click.option("--threads", default=0, type=click.IntRange(0), help="Threads for onnxruntime and torch (0: all usable CPUs).")
@@ -1402,7 +1403,7 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
 
     from runtime.bundle import read_manifest
 
-    sizes = parse_ints(batches, "--batches")
+    sizes = parse_ints(batches, "--batches") if batches is not None else None
     if preset and bundle:
         raise click.UsageError("pass --preset or --bundle, not both")
     if graphs and only_photos:
@@ -1423,7 +1424,8 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
     partial = bool(only or only_photos)  # no whole edits, no fs3
     results = []
     for folder, label in targets:
-        res = bench_bundle(folder, batches=sizes, repeats=repeats, warmup=warmup, threads=threads or None,
+        res = bench_bundle(folder, batches=sizes or default_batches(folder), repeats=repeats, warmup=warmup,
+                           threads=threads or None,
                            max_seconds=max_seconds or None, label=label, profile=profile,
                            graphs=[] if only_photos else only, reference_graphs=plain, openvino=openvino,
                            edits=not partial, photos=not only, fs3_channels=0 if partial else 2,
@@ -1435,6 +1437,13 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
         key = (preset or "bundle-" + targets[0][1]) + ("-photos" if only_photos else "")  # not the full run's block
         md, chart = write_markdown(out, results, command, key)
         click.echo(f"wrote {md} and {chart}")
+
+
+def default_batches(bundle) -> list[int]:
+    """Batch 8 of 1024 px images: each interleaved session keeps its arena (the FFHQ preset passed 19 GB)."""
+    from runtime.bundle import read_manifest
+
+    return [1] if read_manifest(bundle)["generator"]["size"] >= 512 else [1, 8]
 
 
 # --- the runtime in a web page (runtime/web_site.py, DESIGN §12) ------------------------------------

@@ -254,3 +254,14 @@ def test_cli_bench_only_some_graphs(bundle):
     assert rows and set(rows) == {"mapping"}  # no other graph, no whole edit, no photo, no fs3
     res = run_cli("bench", "--bundle", bundle, "--graphs", "mapping,nope")
     assert res.returncode == 2 and "no graph nope" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_default_batches_leave_out_batch_8_at_large_sizes(bundle, monkeypatch):
+    """Batch 8 of 1024 px images in every interleaved session passed 19 GB at FFHQ size: large generators bench
+    batch 1 unless --batches says otherwise."""
+    import cli
+    import runtime.bundle
+
+    assert read_manifest(bundle)["generator"]["size"] < 512 and cli.default_batches(bundle) == [1, 8]
+    monkeypatch.setattr(runtime.bundle, "read_manifest", lambda folder: {"generator": {"size": 1024}})
+    assert cli.default_batches(bundle) == [1]
