@@ -49,7 +49,7 @@ from runtime import openvino as openvino_module
 from runtime.bundle import text_tokens, verify_file
 from runtime.editor import Editor, GlobalEdit, MapperEdit
 
-from .bundle import Models, load_sources
+from .bundle import Models, load_sources, release_memory
 from .graphs import InputSampler, clip_graphs, encoder_graph, generator_graphs, mapper_graph
 from .validate import openvino_runner, sources_from_manifest
 
@@ -596,6 +596,8 @@ class Bench:
             for (g, _), x in inputs.items():
                 for _ in range(max(1, self.warmup)):
                     fp32[g](x)
+        del fp32  # the timing below opens each candidate when its turn comes
+        release_memory()
         eager = {}
         with PeakRSS() as pt_mem, torch.inference_mode():
             for (g, _), x in inputs.items():
@@ -610,30 +612,41 @@ class Bench:
                      sum(_module_mb(m) for m in modules.values()), pt_mem.mb)
         rows = []
         for g in names:
-            runners, files = self.runners(g, fp32[g])
-            for b in self.graph_batches(g):
-                x = inputs[(g, b)]
-                xt = torch.from_numpy(x)
-                with torch.inference_mode():
-                    for name, run in runners.items():  # fp32 warmed up above; TorchScript optimizes on its 2nd-3rd call
-                        for _ in range({"fp32": 0, "torchscript": max(3, self.warmup)}.get(name, self.warmup)):
-                            run(x)
-                    cands = {v: (lambda run=run: run(x)) for v, run in runners.items()}
-                    cands["torch"] = lambda m=eager[g]: m(xt)
-                    full = self.input(g, b, cut=False) if g == "text_encoder" else x
-                    if full.shape != x.shape:  # the same session on uncut ids: what cutting the padding saves
-                        cands[UNCUT] = lambda run=fp32[g]: run(full)
-                    stats = self._time(cands)
-                for v in [*runners, *([UNCUT] if UNCUT in stats else [])]:
-                    length = full.shape[1] if v == UNCUT else None
-                    rows.append(Row("graph", g, b, v, stats[v], stats["torch"], self.cost(g, b, files.get(v, "fp32"), length)))
-                self.log(f"[{self.label}] {g} batch {b}: runtime {stats['fp32'].median * 1e3:.2f} ms, "
-                         f"torch {stats['torch'].median * 1e3:.2f} ms")
+            found = {}
+            candidates, files = self.runners(g)
+            # One candidate at a time, interleaved with PyTorch eager, then closed: each holds its own weights and
+            # buffers (FFHQ size, all seven candidates of a graph open together: 15 GB). Every row's ratio is to
+            # PyTorch in the same interleaving; rows of one graph are timed one after another.
+            for v, open_runner in candidates.items():
+                run = open_runner()
+                for b in self.graph_batches(g):
+                    x = inputs[(g, b)]
+                    xt = torch.from_numpy(x)
+                    with torch.inference_mode():
+                        for _ in range({"torchscript": max(3, self.warmup)}.get(v, self.warmup)):  # TorchScript
+                            run(x)                                                  # optimizes on its 2nd-3rd call
+                        cands = {v: lambda run=run: run(x), "torch": lambda m=eager[g]: m(xt)}
+                        full = self.input(g, b, cut=False) if g == "text_encoder" else x
+                        if v == "fp32" and full.shape != x.shape:  # the same session on uncut ids: what cutting saves
+                            cands[UNCUT] = lambda run=run: run(full)
+                        stats = self._time(cands)
+                    for name in cands:
+                        if name != "torch":
+                            length = full.shape[1] if name == UNCUT else None
+                            found[b, name] = Row("graph", g, b, name, stats[name], stats["torch"],
+                                                 self.cost(g, b, files.get(name, "fp32"), length))
+                    if v == "fp32":
+                        self.log(f"[{self.label}] {g} batch {b}: runtime {stats['fp32'].median * 1e3:.2f} ms, "
+                                 f"torch {stats['torch'].median * 1e3:.2f} ms")
+                del run, cands  # the timed closures hold the runner too
+                release_memory()
+            order = [*candidates, UNCUT]
+            rows += [found[k] for k in sorted(found, key=lambda k: (k[0], order.index(k[1])))]
         return rows, mem
 
-    def runners(self, graph: str, fp32) -> tuple[dict, dict]:
-        """The candidates of one graph besides PyTorch eager, and the graph file (a variant name or a path)
-        each one's cost is counted on:
+    def runners(self, graph: str) -> tuple[dict, dict]:
+        """The candidates of one graph besides PyTorch eager, each as a function that opens it, and the graph
+        file (a variant name or a path) each one's cost is counted on:
 
           fp32, fp16, int8    the bundle's ONNX variants in the runtime's sessions
           torchscript         the bundle's TorchScript variant
@@ -645,28 +658,30 @@ class Bench:
                               plain graph, which it runs better), f32 and with its bf16 inference precision
         """
         variants = self.manifest["graphs"][graph]["variants"]
-        runners, files = {"fp32": fp32}, {}
+        openers, files = {"fp32": lambda: self.session(graph, "fp32")}, {}
         for name, entry in variants.items():
             if name not in ("fp32", "openvino") and entry["format"] == "onnx":  # the openvino variant: OpenVINO only
-                runners[name], files[name] = self.session(graph, name), name
+                openers[name], files[name] = (lambda name=name: self.session(graph, name)), name
         if "torchscript" in variants:
-            ts = self.torchscript(graph)
-            runners["torchscript"] = lambda x, ts=ts: ts(torch.from_numpy(x))
+            def open_torchscript():
+                ts = self.torchscript(graph)
+                return lambda x: ts(torch.from_numpy(x))
+            openers["torchscript"] = open_torchscript
         spec = self.specs[graph]
         plain = None
         if self.reference_graphs and spec.onnx_module is not None:
             plain = self.plain_graph(graph)
-            runners["fp32 plain"], files["fp32 plain"] = self.file_session(plain), plain
-            module = spec.onnx_module.eval()
-            runners["torch rewrite"] = lambda x, m=module: m(torch.from_numpy(x))
+            openers["fp32 plain"], files["fp32 plain"] = (lambda: self.file_session(plain)), plain
+            openers["torch rewrite"] = lambda: (lambda x, m=spec.onnx_module.eval(): m(torch.from_numpy(x)))
         if self.openvino:
             entry = variants.get("openvino")
             target = verify_file(self.folder, self.manifest, entry["file"]) if entry else plain or \
                 verify_file(self.folder, self.manifest, variants["fp32"]["file"])
             for precision, name in (("fp32", "openvino"), ("bf16", "openvino bf16")):
-                runners[name] = openvino_runner(target, openvino_module.graph_precision(graph, precision), self.threads)
+                openers[name] = lambda precision=precision: openvino_runner(
+                    target, openvino_module.graph_precision(graph, precision), self.threads)
                 files[name] = target
-        return runners, files
+        return openers, files
 
     def plain_graph(self, graph: str) -> Path:
         """`graph` exported from its PyTorch module as it is (no rewrite), once, into a temporary folder."""

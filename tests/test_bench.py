@@ -265,3 +265,32 @@ def test_default_batches_leave_out_batch_8_at_large_sizes(bundle, monkeypatch):
     assert read_manifest(bundle)["generator"]["size"] < 512 and cli.default_batches(bundle) == [1, 8]
     monkeypatch.setattr(runtime.bundle, "read_manifest", lambda folder: {"generator": {"size": 1024}})
     assert cli.default_batches(bundle) == [1]
+
+
+def test_candidates_are_timed_one_at_a_time(bundle, models, monkeypatch):
+    """Each candidate is opened for its turn and closed before the next one opens (at FFHQ size all seven
+    candidates of a graph open together held 15 GB)."""
+    open_now, most, opened = [0], [0], []
+
+    class Counted:
+        def __init__(self, run, variant):
+            self.run = run
+            opened.append(variant)
+            open_now[0] += 1
+            most[0] = max(most[0], open_now[0])
+
+        def __call__(self, x):
+            return self.run(x)
+
+        def __del__(self):
+            open_now[0] -= 1
+
+    real = Bench.session
+    monkeypatch.setattr(Bench, "session", lambda self, graph, variant: Counted(real(self, graph, variant), variant))
+    bench = Bench(bundle, load_sources(sources(models)), batches=(1, 2), repeats=1, warmup=0, threads=1,
+                  graphs=["synthesis"], edits=False, photos=False, fs3_channels=0, openvino=False, reference_graphs=False)
+    rows, _ = bench.bench_family("generator", ["synthesis"])
+    assert opened.count("fp16") == 1 and opened.count("fp32") == 2  # fp32: once for the memory figures, once timed
+    assert most[0] == 1 and open_now[0] == 0
+    assert [(r.batch, r.variant) for r in rows] == [(1, "fp32"), (1, "fp16"), (1, "torchscript"),
+                                                   (2, "fp32"), (2, "fp16"), (2, "torchscript")]
