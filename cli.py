@@ -1127,12 +1127,15 @@ def train_classifier_cmd(workdir, steps, seed, n_train, checkpoint_every, thread
 @requires("train")
 @main.command("train-clip")
 @_demo_train_options("build/train/clip", 1000, 40_000, "artifacts/demo/clip")
-def train_clip_cmd(workdir, steps, seed, n_train, checkpoint_every, threads, out):
+@click.option("--off-palette", default=0.25, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of hair-colour captions whose counterfactual twin has hair in a colour of another name, "
+                   "mostly ones the renderer never draws (blue, cyan, green, orange), so CLIP tells them apart.")
+def train_clip_cmd(workdir, steps, seed, n_train, checkpoint_every, threads, out, off_palette):
     """Train the demo CLIP contrastively on cached renders and generated captions."""
     from precompute.demo.train_clip import train_clip
 
     _, info = train_clip(workdir, steps, seed, n_train=n_train, checkpoint_every=checkpoint_every,
-                         threads=threads, out=out)
+                         threads=threads, out=out, off_palette=off_palette)
     _echo_demo_training(info, "clip")
 
 

@@ -117,17 +117,20 @@ def test_score_counts_success_and_spill(judge):
 
 
 @pytest.mark.skipif(not (DEMO / "generator.json").is_file(), reason="needs the demo models (artifacts/demo)")
-def test_the_known_case_purple_hair_global_edit_turns_hair_blue():
-    """Issue 25: the demo's global purple-hair edit (its setting when the issue was filed) draws blue hair, which
-    the classifier calls purple. The colour read says blue; the mapper, which does draw purple, reads purple."""
+def test_the_known_case_blue_hair_the_classifier_calls_purple():
+    """Issue 25's known case: an edit that draws blue hair, which the classifier (it knows no blue hair) calls
+    purple; the colour read says blue. When the issue was filed the demo's purple-hair direction drew it (at the
+    setting below); since the demo CLIP has seen blue hair (off-palette twins), the direction for "a face with
+    blue hair" does, and the purple one at the same setting draws purple."""
     from precompute import edit_eval as ev
 
     world = ev.DemoWorld.load(DEMO)
-    spec = replace(ev.find_edits(["purple hair"])[0], neutral="a face", alpha=5.0, beta=0.35)
+    purple = replace(ev.find_edits(["purple hair"])[0], neutral="a face", alpha=5.0, beta=0.35)
+    blue = replace(purple, target="a face with blue hair")
     wplus = ev.sample_wplus(world.gen, 50, seed=0, psi=0.7)
-    rows, _ = ev.evaluate_edits(world.gen, world.classifier, [spec], world.methods("CB", None, None), wplus=wplus,
-                                examples=0, progress=False)
-    global_, mapper = rows
-    assert global_["success (classifier)"] > 0.8 and global_["success"] < 0.3
-    assert global_["read_as"][0] == "blue" and global_["read_as"][1] > 0.5
-    assert mapper["success"] > 0.6 and mapper["spill"] > 3 * global_["spill"]  # ... and tints the face
+    rows, _ = ev.evaluate_edits(world.gen, world.classifier, [blue, purple], world.methods("C", None, None),
+                                wplus=wplus, examples=0, progress=False)
+    blue_row, purple_row = rows
+    assert blue_row["success (classifier)"] > 0.8 and blue_row["success"] < 0.1
+    assert blue_row["read_as"][0] == "blue" and blue_row["read_as"][1] > 0.6
+    assert purple_row["read_as"][0] == "purple" and purple_row["success"] > 0.5

@@ -1,6 +1,7 @@
 """The demo world's classifier and CLIP: training code paths (a few steps), resuming, and the shipped weights."""
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ from precompute.clip_model import load_clip, text_embedding
 from precompute.demo import classifier as C
 from precompute.demo import train_clip as T
 from precompute.demo.render import (
-    ATTRIBUTE_NAMES, ATTRIBUTES, GEOMETRY_NAMES, Face, caption, render_batch, sample_dataset, sample_faces,
+    ATTRIBUTE_NAMES, ATTRIBUTES, GEOMETRY_NAMES, HAIR_RGB, Face, caption, colour_regions, render, render_batch,
+    sample_dataset, sample_faces,
 )
 from precompute.demo.report import CLASSIFIER_ACCURACY_BAR, CLIP_ZERO_SHOT_BAR, GEOMETRY_R2_BAR, failures, format_report
 from precompute.demo.training import HELDOUT_SEED, augment, cosine_lr, step_generator
@@ -105,7 +107,8 @@ def test_trimmed_text_encoder_equals_open_clip():
 
 def test_counterfactual_pairs_and_positives():
     faces = sample_faces(24, 7)
-    twins, texts, positives = T.counterfactual_batch(np.random.default_rng(5), faces)
+    twins, texts, positives, colours = T.counterfactual_batch(np.random.default_rng(5), faces)
+    assert colours == [None] * 24  # off_palette 0: the renderer's own colours (the same draws as before it existed)
     seeds = np.random.default_rng(5).integers(2**31, size=24)  # counterfactual_batch's first draw
     assert len(twins) == 24 and len(texts) == 48 and positives.shape == (48, 48)
     for face, twin, text in zip(faces, twins, texts):
@@ -118,8 +121,38 @@ def test_counterfactual_pairs_and_positives():
     assert not positives[np.arange(24), 24 + np.arange(24)].any()  # a twin's caption is false of the original
     assert not positives[24 + np.arange(24), np.arange(24)].any()
     assert positives.sum() > 48  # short captions are true of other faces too
-    _, plain, pos = T.counterfactual_batch(np.random.default_rng(5), faces, pairs=False)
+    _, plain, pos, _ = T.counterfactual_batch(np.random.default_rng(5), faces, pairs=False)
     assert plain == texts[:24] and pos.shape == (24, 24)
+
+
+def test_off_palette_twins_are_told_apart_by_their_hair_colour_word():
+    """An off-palette twin is its original with the hair (and brows) drawn in a colour of another name, captioned
+    with that name: each caption naming a hair colour is true only of images showing that colour's name."""
+    faces = sample_faces(64, 7)
+    twins, texts, positives, colours = T.counterfactual_batch(np.random.default_rng(5), faces, off_palette=0.5)
+    off = [i for i, c in enumerate(colours) if c is not None]
+    assert 10 <= len(off) <= 40
+    palette = dict(HAIR_RGB)
+    shown = [f.value("hair_color") for f in faces] + [None] * 64
+    for i in range(64):
+        shown[64 + i] = twins[i].value("hair_color")
+    for i in off:
+        face, twin, rgb = faces[i], twins[i], colours[i]["hair_color"]
+        word = next(n for n, ex in T.OFF_PALETTE_HAIR if max(abs(a - b) for a, b in zip(rgb, ex)) <= 20)
+        assert word != face.value("hair_color") and word != "pink" and rgb != palette.get(word)
+        assert texts[64 + i] == caption(twin, int(np.random.default_rng(5).integers(2**31, size=64)[i]),
+                                        {"hair_color": word}) and word in texts[64 + i]
+        shown[64 + i] = word
+        image = render(twin, colours=colours[i])
+        region = colour_regions(twin)["hair_color"] > 0.9
+        assert np.abs(image[region].astype(int) - rgb).max() <= 60  # drawn in that colour (strands are darker)
+        assert not positives[i, 64 + i] and not positives[64 + i, i] and positives[64 + i, 64 + i]
+    # The rule, from the words: a caption that gives a hair colour is false of every image showing another.
+    colour_words = {*ATTRIBUTES["hair_color"], *(n for n, _ in T.OFF_PALETTE_HAIR)}
+    said = [next((w for w in re.findall(r"(\w+)(?: hair| eyebrows|-haired)", t) if w in colour_words), None) for t in texts]
+    assert sum(w is not None for w in said) > 30
+    for i, m in zip(*np.nonzero(positives)):
+        assert said[m] is None or said[m] == shown[i], (shown[i], texts[m])
 
 
 def test_contrastive_loss_counts_every_true_caption():
@@ -160,8 +193,8 @@ FIXED_FACES = [
 ]
 CLASSIFIER_LOGIT_SUM = -135.413757  # all logits and geometry outputs for FIXED_FACES
 CLIP_PROMPT = "a smiling face with blonde hair"
-CLIP_PROMPT_FIRST = [0.095275, 0.155436, -0.12106, 0.134482, -0.029212, -0.015415]  # its embedding
-CLIP_IMAGE_FIRST = [0.011482, 0.009201, 0.043613, 0.109159, 0.193539, -0.062308]  # FIXED_FACES[0]'s
+CLIP_PROMPT_FIRST = [0.116371, 0.145159, -0.003276, 0.046537, 0.065428, 0.030616]  # its embedding
+CLIP_IMAGE_FIRST = [0.069278, -0.008455, 0.092345, 0.046603, 0.200685, 0.042175]  # FIXED_FACES[0]'s
 
 
 @pytest.fixture(scope="module")

@@ -300,10 +300,12 @@ def feature_regions(geometry: np.ndarray, size: int = 64) -> np.ndarray:
     return mask.astype(np.float32)
 
 
-def render(face: Face, size: int = 64, supersample: int = 4) -> np.ndarray:
-    """The face as uint8 [size, size, 3]: drawn at size * supersample, then box-downsampled."""
+def render(face: Face, size: int = 64, supersample: int = 4, colours: dict | None = None) -> np.ndarray:
+    """The face as uint8 [size, size, 3]: drawn at size * supersample, then box-downsampled. `colours` replaces
+    the RGB of colour attributes (`COLOUR_RGB`'s keys), e.g. a hair colour the renderer's palette lacks."""
     v = face.values()
-    return _draw(face, {name: table[v[name]] for name, table in COLOUR_RGB.items()}, size, supersample)
+    return _draw(face, {**{name: table[v[name]] for name, table in COLOUR_RGB.items()}, **(colours or {})},
+                 size, supersample)
 
 
 def _draw(face: Face, colours: dict[str, Sequence[int]], size: int, supersample: int) -> np.ndarray:
@@ -425,11 +427,13 @@ def _canonical(v: dict[str, str], name: str, r: random.Random) -> str:
     return f"a face on a {v['background']} background"
 
 
-def caption(face: Face, rng: np.random.Generator | random.Random | int) -> str:
-    """A description naming all or a random subset of the face's attributes, never wrongly."""
+def caption(face: Face, rng: np.random.Generator | random.Random | int, names: dict[str, str] | None = None) -> str:
+    """A description naming all or a random subset of the face's attributes, never wrongly. `names` replaces
+    the words of some values (a face drawn with `render(..., colours=)` in a colour its palette lacks); the
+    same seed draws the same wording."""
     r = rng if isinstance(rng, random.Random) else random.Random(
         int(rng.integers(2**31)) if isinstance(rng, np.random.Generator) else int(rng))
-    v = face.values()
+    v = {**face.values(), **(names or {})}
     mode = r.random()
     if mode < 0.3:  # one attribute, canonical phrasing
         return _canonical(v, r.choice(ATTRIBUTE_NAMES), r)

@@ -13,6 +13,10 @@ each with a fresh caption (`caption(face, seed)`: many phrasings per image over 
 - Counterfactual pairs: half of each batch are twins of the other half, rendered on the fly: the same
   face with one attribute its caption pins down changed, captioned with the same seed (hard negatives
   on both sides, which only a renderer can provide; `counterfactual_batch`).
+- Off-palette twins (`off_palette`, issue 25): a share of the twins of faces whose caption names the hair
+  colour get hair of another colour name instead, mostly one the renderer never draws (blue, cyan, green,
+  orange; not pink, the pink-background edit's word), captioned with it. The generator drifts to such colours under an edit; a CLIP that never
+  saw them scored blue hair as "purple hair" too, and the global direction for purple turned hair blue.
 - Text delay: the text tower stays at its random initialization for the first `text_delay` of the
   steps while the image tower learns to match it; then both train. Without it the expression was
   never learned: the text tower learns to ignore the expression words before the image tower has any
@@ -35,7 +39,8 @@ import torch
 from runtime.tokenizer import trim_padding
 
 from ..clip_model import Clip, load_clip, new_clip, save_clip, text_embedding
-from .render import ATTRIBUTES, ATTRIBUTE_NAMES, GEOMETRY, Face, caption, render_batch, sample_dataset, sample_faces
+from .colour import OFF_PALETTE
+from .render import ATTRIBUTES, ATTRIBUTE_NAMES, GEOMETRY, Face, caption, render, sample_dataset, sample_faces
 from .training import (
     HELDOUT_SEED, as_input, augment, cached_dataset, cosine_lr, run_training, set_threads, step_generator, step_rng,
     to_model_input,
@@ -123,33 +128,73 @@ def caption_positives(attrs: np.ndarray, seeds: list[int], texts: list[str], nam
     return positives
 
 
-def counterfactual_batch(rng: np.random.Generator, faces: list[Face], pairs: bool = True):
+# Hair colours for off-palette twins: `colour.OFF_PALETTE`'s hair exemplars but pink, the word of the demo's
+# pink-background edit: a CLIP taught pink hair too drew that edit's direction onto the hair (hair colour changed
+# on 0.95 of the faces, pink background 0.64 at preservation 0.45; before, 0.83 at 0.70; N 100, seed 1).
+OFF_PALETTE_HAIR = tuple((name, rgb) for name, rgb in OFF_PALETTE["hair_color"] if name != "pink")
+
+
+def off_palette_hair(rng: np.random.Generator) -> tuple[str, tuple[int, int, int]]:
+    """A hair colour for a counterfactual twin: one of `OFF_PALETTE_HAIR` (blue, cyan, green, orange, and purples
+    darker and lighter than the renderer's), each channel jittered by up to 20."""
+    name, rgb = OFF_PALETTE_HAIR[int(rng.integers(len(OFF_PALETTE_HAIR)))]
+    return name, tuple(int(np.clip(c + rng.integers(-20, 21), 0, 255)) for c in rgb)
+
+
+def counterfactual_batch(rng: np.random.Generator, faces: list[Face], pairs: bool = True, off_palette: float = 0.0):
     """Captions for `faces` and, with `pairs`, a counterfactual twin of each face: the same face (same
     geometry and strands) with one attribute its caption names set to another value, captioned with
     the same seed, so the twin's caption is the original's with that attribute changed.
 
-    Returns (twin faces or [], texts for faces + twins, positives [N, N] over faces + twins). A pair
-    differs in exactly one attribute and each caption is true of only one of the two, so every
-    attribute a caption names has to be read from the image and the text, not only the few (hair,
-    skin, background) that already single out most faces in a batch.
+    With probability `off_palette` a face whose caption names its hair colour gets a twin whose hair (and brows)
+    is drawn in a colour of another name, often one the renderer never draws (`off_palette_hair`), captioned
+    with that colour's name: the generator drifts to such colours under an edit (a purple-hair direction that
+    turns hair blue), and a CLIP that never saw them cannot tell "purple" from "blue" (issue 25).
+
+    Returns (twin faces or [], texts for faces + twins, positives [N, N] over faces + twins, and the twins'
+    colours: per twin None or {"hair_color": RGB} for `render`). A pair differs in exactly one attribute and
+    each caption is true of only one of the two, so every attribute a caption names has to be read from the
+    image and the text, not only the few (hair, skin, background) that already single out most faces in a batch.
     """
     seeds = [int(s) for s in rng.integers(2**31, size=len(faces))]
     texts = [caption(f, s) for f, s in zip(faces, seeds)]
     named = [named_attributes(f.attrs, s, t) for f, s, t in zip(faces, seeds, texts)]
+    hair = [f.value("hair_color") for f in faces]  # the hair colour's name each image shows
+    plain = list(texts)  # captions in the palette's words: an off-palette twin is captioned as its original here
     twins: list[Face] = []
+    colours: list[dict | None] = []
+    hair_index = ATTRIBUTE_NAMES.index("hair_color")
     if pairs:
         for face, s, nm in zip(faces, seeds, list(named)):
-            a = int(rng.choice(np.flatnonzero(nm)))
-            k = len(ATTRIBUTES[ATTRIBUTE_NAMES[a]])
-            attrs = list(face.attrs)
-            attrs[a] = int((attrs[a] + rng.integers(1, k)) % k)
-            twin = replace(face, attrs=tuple(attrs))
+            name = None
+            if off_palette and nm[hair_index] and rng.random() < off_palette:
+                name, rgb = off_palette_hair(rng)
+                while name == face.value("hair_color"):
+                    name, rgb = off_palette_hair(rng)
+            if name is not None:  # the same face, its hair in `name`'s colour (a palette name: that value)
+                twin = face.with_values(hair_color=name) if name in ATTRIBUTES["hair_color"] else face
+                colours.append({"hair_color": rgb})
+                texts.append(caption(twin, s, {"hair_color": name}))
+            else:
+                a = int(rng.choice(np.flatnonzero(nm)))
+                k = len(ATTRIBUTES[ATTRIBUTE_NAMES[a]])
+                attrs = list(face.attrs)
+                attrs[a] = int((attrs[a] + rng.integers(1, k)) % k)
+                twin = replace(face, attrs=tuple(attrs))
+                colours.append(None)
+                texts.append(caption(twin, s))
             twins.append(twin)
-            texts.append(caption(twin, s))
+            hair.append(name or twin.value("hair_color"))
+            plain.append(caption(twin, s))
             seeds.append(s)
-            named.append(named_attributes(twin.attrs, s, texts[-1]))
+            named.append(named_attributes(twin.attrs, s, plain[-1]))
     attrs = np.array([f.attrs for f in faces + twins])
-    return twins, texts, caption_positives(attrs, seeds, texts, named)
+    positives = caption_positives(attrs, seeds, plain, named)
+    # A caption naming a hair colour is true only of images showing that colour's name.
+    names_hair = np.array([nm[hair_index] for nm in named])
+    hair = np.array(hair)
+    positives &= ~names_hair[None, :] | (hair[:, None] == hair[None, :])
+    return twins, texts, positives, colours
 
 
 def contrastive_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, positives: torch.Tensor):
@@ -176,15 +221,16 @@ def _param_groups(model, weight_decay: float) -> list[dict]:
 
 def train_clip(workdir, steps: int = 1000, seed: int = 0, *, n_train: int = 40_000, batch: int = 128,
                lr: float = 1e-3, weight_decay: float = 0.1, warmup: int = 100, pairs: bool = True,
-               text_delay: float = 0.25, checkpoint_every: int = 100, stop_at: int | None = None, out=None,
-               n_eval: int = 2000, threads: int | None = None, progress: bool = True,
+               text_delay: float = 0.25, off_palette: float = 0.25, checkpoint_every: int = 100,
+               stop_at: int | None = None, out=None, n_eval: int = 2000, threads: int | None = None, progress: bool = True,
                config: dict | None = None) -> tuple[Clip, dict]:
     """Train (or resume) the demo CLIP in `workdir`; returns (Clip, frozen, eval mode; run info). Once all
     `steps` are done, `out` saves it (fp16) with the zero-shot metrics on `n_eval` held-out renders."""
     set_threads(threads)
     config = copy.deepcopy(config or DEMO_CLIP_CONFIG)
     hparams = dict(model=config, steps=steps, seed=seed, n_train=n_train, batch=batch, lr=lr,
-                   weight_decay=weight_decay, warmup=warmup, pairs=pairs, text_delay=text_delay)
+                   weight_decay=weight_decay, warmup=warmup, pairs=pairs, text_delay=text_delay,
+                   **({"off_palette": off_palette} if off_palette else {}))  # absent: resumes older runs
     images_t = torch.from_numpy(cached_dataset(workdir, n_train, seed)[0])
     faces = sample_faces(n_train, seed)  # the cached renders' faces, to render their counterfactual twins
     clip = build_clip(config, seed)
@@ -200,10 +246,10 @@ def train_clip(workdir, steps: int = 1000, seed: int = 0, *, n_train: int = 40_0
     def step_fn(step: int) -> dict:
         rng = step_rng(seed, step)
         idx = rng.integers(n_train, size=batch // 2 if pairs else batch)
-        twins, texts, positives = counterfactual_batch(rng, [faces[i] for i in idx], pairs)
+        twins, texts, positives, colours = counterfactual_batch(rng, [faces[i] for i in idx], pairs, off_palette)
         renders = images_t[torch.from_numpy(idx)]
         if twins:
-            renders = torch.cat([renders, torch.from_numpy(render_batch(twins))])
+            renders = torch.cat([renders, torch.from_numpy(np.stack([render(t, colours=c) for t, c in zip(twins, colours)]))])
         positives = torch.from_numpy(positives)
         x = augment(to_model_input(renders), step_generator(seed, step))
         image = model.encode_image(clip.preprocess_images(x), normalize=True)
