@@ -115,8 +115,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("build/official"))
     args = ap.parse_args()
     out = args.out
-    if out.exists() and (not out.is_dir() or any(p.name not in FILES and not p.name.startswith(".") for p in out.iterdir())):
-        sys.exit(f"error: {out} exists and holds files this script did not write; choose another --out")
+    foreign = out.exists() and (not out.is_dir() or any(p.name not in FILES and not p.name.startswith(".")
+                                                        for p in out.iterdir()))  # "." : a killed run's temporaries
+    if foreign:
+        print(f"error: {out} exists and holds files this script did not write; choose another --out", file=sys.stderr)
+        sys.exit(2)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     start = time.perf_counter()

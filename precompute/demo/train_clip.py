@@ -15,8 +15,9 @@ each with a fresh caption (`caption(face, seed)`: many phrasings per image over 
   on both sides, which only a renderer can provide; `counterfactual_batch`).
 - Off-palette twins (`off_palette`, issue 25): a share of the twins of faces whose caption names the hair
   colour get hair of another colour name instead, mostly one the renderer never draws (blue, cyan, green,
-  orange; not pink, the pink-background edit's word), captioned with it. The generator drifts to such colours under an edit; a CLIP that never
-  saw them scored blue hair as "purple hair" too, and the global direction for purple turned hair blue.
+  orange; not pink, the pink-background edit's word), captioned with it. The generator drifts to such
+  colours under an edit; a CLIP that never saw them scored blue hair as "purple hair" too, and the global
+  direction for purple turned hair blue.
 - Text delay: the text tower stays at its random initialization for the first `text_delay` of the
   steps while the image tower learns to match it; then both train. Without it the expression was
   never learned: the text tower learns to ignore the expression words before the image tower has any
@@ -222,8 +223,8 @@ def _param_groups(model, weight_decay: float) -> list[dict]:
 def train_clip(workdir, steps: int = 1000, seed: int = 0, *, n_train: int = 40_000, batch: int = 128,
                lr: float = 1e-3, weight_decay: float = 0.1, warmup: int = 100, pairs: bool = True,
                text_delay: float = 0.25, off_palette: float = 0.25, checkpoint_every: int = 100,
-               stop_at: int | None = None, out=None, n_eval: int = 2000, threads: int | None = None, progress: bool = True,
-               config: dict | None = None) -> tuple[Clip, dict]:
+               stop_at: int | None = None, out=None, n_eval: int = 2000, threads: int | None = None,
+               progress: bool = True, config: dict | None = None) -> tuple[Clip, dict]:
     """Train (or resume) the demo CLIP in `workdir`; returns (Clip, frozen, eval mode; run info). Once all
     `steps` are done, `out` saves it (fp16) with the zero-shot metrics on `n_eval` held-out renders."""
     set_threads(threads)
@@ -249,7 +250,8 @@ def train_clip(workdir, steps: int = 1000, seed: int = 0, *, n_train: int = 40_0
         twins, texts, positives, colours = counterfactual_batch(rng, [faces[i] for i in idx], pairs, off_palette)
         renders = images_t[torch.from_numpy(idx)]
         if twins:
-            renders = torch.cat([renders, torch.from_numpy(np.stack([render(t, colours=c) for t, c in zip(twins, colours)]))])
+            drawn = np.stack([render(twin, colours=c) for twin, c in zip(twins, colours)])
+            renders = torch.cat([renders, torch.from_numpy(drawn)])
         positives = torch.from_numpy(positives)
         x = augment(to_model_input(renders), step_generator(seed, step))
         image = model.encode_image(clip.preprocess_images(x), normalize=True)
