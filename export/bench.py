@@ -606,7 +606,6 @@ class Bench:
                 xt = torch.from_numpy(x)
                 for _ in range(max(1, self.warmup)):
                     module(xt)
-        release_memory()  # e4e's warm-up at FFHQ size left 1.9 GB resident; hand freed heap back first
         files = {self.manifest["graphs"][g]["variants"]["fp32"]["file"] for g in names}
         modules = {id(m): m for m in (self._family_module(fam, g) for g in names)}
         mem = Memory(fam, sum(self.manifest["files"][f]["size"] for f in files) / 2**20, rt_mem.mb,
