@@ -1381,7 +1381,7 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
               help="Random-weight models (demo size, FFHQ-1024 + ViT-B-32), built once into build/bench/<preset> [demo].")
 @click.option("--bundle", type=click.Path(file_okay=False), help="Benchmark this bundle (PyTorch from its recorded sources).")
 @click.option("--batches", help="Batch sizes (the text encoder also runs 158 prompts) [1,8; 1 for generators of 512 px "
-                                 "and more: every interleaved candidate holds its own buffers (FFHQ at 1,8 passed 19 GB)].")
+                                 "and more: 8 images of 1024 px need GBs of buffers per session and in PyTorch].")
 @click.option("--repeats", default=20, show_default=True, type=click.IntRange(1), help="Interleaved timed calls per row.")
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(0))
 @click.option("--threads", default=0, type=click.IntRange(0), help="Threads for onnxruntime and torch (0: all usable CPUs).")
@@ -1443,7 +1443,8 @@ def bench(preset, bundle, batches, repeats, warmup, threads, max_seconds, graphs
 
 
 def default_batches(bundle) -> list[int]:
-    """Batch 8 of 1024 px images: each interleaved session keeps its arena (the FFHQ preset passed 19 GB)."""
+    """[1] at 512 px and more: at 1,8 the FFHQ preset passed 19 GB (every candidate open then; each holds its
+    own buffers for the batch)."""
     from runtime.bundle import read_manifest
 
     return [1] if read_manifest(bundle)["generator"]["size"] >= 512 else [1, 8]
