@@ -34,6 +34,7 @@ DEMO_GENERATOR = DEMO_CONFIG
 DEMO_CLIP = DEMO_CLIP_CONFIG
 FFHQ_CLIP = "ViT-B-32"
 FFHQ_FS3_ROWS = 5376  # the official table: conv layers up to 128 px
+FFHQ_GENERATOR = GeneratorConfig.rosinality(1024, 512, 8, 2)  # stylegan2-ffhq-config-f
 STAMP = "preset.json"
 
 
@@ -46,7 +47,7 @@ def check_preset(preset: str) -> str:
 def preset_definition(preset: str) -> dict:
     """Everything that decides the preset's models (a change rebuilds them)."""
     if check_preset(preset) == "ffhq":
-        return {"preset": preset, "generator": GeneratorConfig.rosinality(1024, 512, 8, 2).to_dict(),
+        return {"preset": preset, "generator": FFHQ_GENERATOR.to_dict(),
                 "clip": FFHQ_CLIP, "fs3_rows": FFHQ_FS3_ROWS, "encoder": EncoderConfig.official(18).to_dict(), "seed": 0}
     return {"preset": preset, "generator": DEMO_GENERATOR.to_dict(), "clip": DEMO_CLIP, "fs3_rows": None,
             "encoder": DEMO_ENCODER.to_dict(), "seed": 0}
@@ -65,7 +66,7 @@ def write_models(work: Path, preset: str) -> Sources:
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     if check_preset(preset) == "ffhq":
-        gen = Generator(GeneratorConfig.rosinality(1024, 512, 8, 2)).eval()
+        gen = Generator(FFHQ_GENERATOR).eval()
         clip, clip_name, rows = open_clip.create_model(FFHQ_CLIP, pretrained=None), FFHQ_CLIP, FFHQ_FS3_ROWS
     else:
         gen = Generator(DEMO_GENERATOR).eval()
@@ -74,11 +75,8 @@ def write_models(work: Path, preset: str) -> Sources:
     save_rosinality(gen, work / "generator.pt")
     dim, embed = gen.config.style_dim, clip.text_projection.shape[1]
     save_mapper(LatentMapper(MapperConfig(gen.n_latent, dim, prompt="purple hair")), work / "purple_hair")
-    rng = np.random.default_rng(0)
-    fs3 = rng.standard_normal((rows or gen.layout.conv_channels, embed)).astype(np.float32)
-    np.save(work / "fs3.npy", fs3 / np.linalg.norm(fs3, axis=1, keepdims=True))
-    with torch.no_grad():
-        s = torch.cat(gen.styles(gen.wplus_from_z(torch.randn(2000, dim), 0.7)), 1).numpy()
+    np.save(work / "fs3.npy", random_fs3(rows or gen.layout.conv_channels, embed))
+    s = style_samples(gen)
     np.savez(work / "s_stats.npz", mean=s.mean(0), std=s.std(0))
     if clip_name is None:  # a custom config: save it in our format, which records the config
         from precompute.clip_model import Clip, save_clip
@@ -92,16 +90,34 @@ def write_models(work: Path, preset: str) -> Sources:
     with torch.no_grad():
         encoder.latent_avg.copy_(gen.latent_avg.expand(gen.n_latent, -1))
     if preset == "ffhq":  # e4e's own checkpoint layout, through the import an e4e user takes
-        state = {k: v for k, v in encoder.state_dict().items() if k != "latent_avg"}
-        torch.save({"state_dict": {f"encoder.{k}": v for k, v in state.items()},
-                    "opts": {"encoder_type": "Encoder4Editing", "stylegan_size": 1024, "start_from_latent_avg": True},
-                    "latent_avg": encoder.latent_avg.clone()}, work / "e4e.pt")
+        torch.save(e4e_checkpoint(encoder, gen.config.size), work / "e4e.pt")
         encoder_file = work / "e4e.pt"
     else:
         save_encoder(encoder, work / "encoder")
         encoder_file = work / "encoder.json"
     return Sources(work / "generator.pt", clip_file, clip_name, [work / "purple_hair.json"], work / "fs3.npy",
                    work / "s_stats.npz", encoder=encoder_file)
+
+
+def random_fs3(rows: int, embed: int) -> np.ndarray:
+    """An fs3 table of random unit rows (seeded: the same table every time)."""
+    fs3 = np.random.default_rng(0).standard_normal((rows, embed)).astype(np.float32)
+    return fs3 / np.linalg.norm(fs3, axis=1, keepdims=True)
+
+
+def style_samples(gen, n: int = 2000) -> np.ndarray:
+    """StyleSpace vectors [n, channels] of psi-0.7 samples (torch's global generator draws the z)."""
+    with torch.no_grad():
+        return torch.cat(gen.styles(gen.wplus_from_z(torch.randn(n, gen.config.style_dim), 0.7)), 1).numpy()
+
+
+def e4e_checkpoint(encoder, stylegan_size: int, decoder: dict | None = None, opts: dict | None = None) -> dict:
+    """`encoder` laid out as e4e's coach saves it: {'state_dict': encoder.* (+ decoder.*), 'opts', 'latent_avg'}."""
+    state = {f"encoder.{k}": v for k, v in encoder.state_dict().items() if k != "latent_avg"}
+    state.update({f"decoder.{k}": v for k, v in (decoder or {}).items()})
+    opts = {"encoder_type": "Encoder4Editing", "stylegan_size": stylegan_size, "start_from_latent_avg": True,
+            **(opts or {})}
+    return {"state_dict": state, "opts": opts, "latent_avg": encoder.latent_avg.clone()}
 
 
 # What the bundle's graphs are, beyond the options: a change here rebuilds cached preset bundles (issue 26: no

@@ -32,36 +32,34 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from export.presets import FFHQ_FS3_ROWS, FFHQ_GENERATOR, e4e_checkpoint, random_fs3, style_samples  # noqa: E402
 from precompute.checkpoints import save_rosinality  # noqa: E402
 from runtime.files import atomic_path  # noqa: E402
 
 FILES = ("stylegan2-ffhq-config-f.pt", "e4e_ffhq_encode.pt", "ViT-B-32.pt", "fs3.npy", "S_mean_std",
          "purple_hair.pt", "model_ir_se50.pth")
-FS3_ROWS = 5376  # StyleCLIP's published FFHQ table: conv layers up to 128 px
-
-
 def save(obj, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
 def generator():
-    from precompute.stylegan2 import Generator, GeneratorConfig
+    from precompute.stylegan2 import Generator
 
-    gen = Generator(GeneratorConfig.rosinality(1024, 512, 8, 2)).eval()
+    gen = Generator(FFHQ_GENERATOR).eval()
     gen.mean_latent(4096)
     return gen
 
 
-def e4e_checkpoint(gen, path: Path) -> None:
+def e4e_file(gen, path: Path) -> None:
     from precompute.encoder import EncoderConfig, Encoder4Editing
 
     encoder = Encoder4Editing(EncoderConfig.official(gen.n_latent))
-    state = {f"encoder.{k}": v for k, v in encoder.state_dict().items() if k != "latent_avg"}
-    state.update({f"decoder.{k}": v for k, v in gen.state_dict().items()})
-    opts = {"encoder_type": "Encoder4Editing", "stylegan_size": 1024, "start_from_latent_avg": True,
-            "dataset_type": "ffhq_encode", "exp_dir": "experiment/e4e_ffhq_encode", "checkpoint_path": None}
-    save({"state_dict": state, "opts": opts, "latent_avg": gen.latent_avg.expand(gen.n_latent, -1).clone()}, path)
+    with torch.no_grad():
+        encoder.latent_avg.copy_(gen.latent_avg.expand(gen.n_latent, -1))
+    save(e4e_checkpoint(encoder, FFHQ_GENERATOR.size, gen.state_dict(),
+                        {"dataset_type": "ffhq_encode", "exp_dir": "experiment/e4e_ffhq_encode", "checkpoint_path": None}),
+         path)
 
 
 def openai_clip(path: Path) -> None:
@@ -81,12 +79,9 @@ def openai_clip(path: Path) -> None:
 
 
 def styleclip_tables(gen, fs3_path: Path, stats_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    fs3 = rng.standard_normal((FS3_ROWS, 512)).astype(np.float32)
     with atomic_path(fs3_path) as tmp, open(tmp, "wb") as f:
-        np.save(f, fs3 / np.linalg.norm(fs3, axis=1, keepdims=True))
-    with torch.no_grad():
-        s = torch.cat(gen.styles(gen.wplus_from_z(torch.randn(2000, 512), 0.7)), 1).numpy()
+        np.save(f, random_fs3(FFHQ_FS3_ROWS, 512))  # ViT-B/32's 512-d embeddings
+    s = style_samples(gen)
     layout = gen.layout
     with atomic_path(stats_path) as tmp:
         tmp.write_bytes(pickle.dumps([layout.split(s.mean(0)), layout.split(s.std(0))]))
@@ -125,7 +120,7 @@ def main() -> None:
     start = time.perf_counter()
     gen = generator()
     steps = [("stylegan2-ffhq-config-f.pt", lambda: save_rosinality(gen, out / FILES[0])),
-             ("e4e_ffhq_encode.pt", lambda: e4e_checkpoint(gen, out / FILES[1])),
+             ("e4e_ffhq_encode.pt", lambda: e4e_file(gen, out / FILES[1])),
              ("ViT-B-32.pt", lambda: openai_clip(out / FILES[2])),
              ("fs3.npy, S_mean_std", lambda: styleclip_tables(gen, out / FILES[3], out / FILES[4])),
              ("purple_hair.pt", lambda: styleclip_mapper(gen, out / FILES[5])),
