@@ -48,8 +48,9 @@ from runtime import align, edit_math
 from runtime import openvino as openvino_module
 from runtime.bundle import text_tokens, verify_file
 from runtime.editor import Editor, GlobalEdit, MapperEdit
+from runtime.memory import release_memory
 
-from .bundle import Models, load_sources, release_memory
+from .bundle import Models, load_sources
 from .graphs import InputSampler, clip_graphs, encoder_graph, generator_graphs, mapper_graph
 from .validate import openvino_runner, sources_from_manifest
 
@@ -214,7 +215,7 @@ def graph_cost(model, batch: int, length: int | None = None) -> Cost:
 
     Raises ValueError when a counted node's shapes cannot be inferred.
     """
-    model = onnx.load(str(model)) if not isinstance(model, onnx.ModelProto) else _copy(model)
+    model = _shapes_only(onnx.load(str(model)) if not isinstance(model, onnx.ModelProto) else model)
     graph = model.graph
     for v in list(graph.input) + list(graph.output):
         for axis, d in enumerate(v.type.tensor_type.shape.dim):
@@ -321,10 +322,31 @@ def _toposort(graph: onnx.GraphProto) -> None:
     graph.node.extend(nodes)
 
 
-def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    return out
+def _shapes_only(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` whose large initializers keep their shape and type but no values: counting needs no
+    values, and shape inference serializes the model (counting an FFHQ e4e encoder's 1 GB held 4 GB).
+    Small ones keep their values (shape inference reads e.g. a Reshape's target)."""
+    light = onnx.ModelProto()
+    _copy_fields(model, light, skip="graph")
+    _copy_fields(model.graph, light.graph, skip="initializer")
+    for t in model.graph.initializer:
+        if np.prod(t.dims, dtype=np.float64) > 1024:
+            light.graph.initializer.add(name=t.name, dims=t.dims, data_type=t.data_type)
+        else:
+            light.graph.initializer.add().CopyFrom(t)
+    return light
+
+
+def _copy_fields(src, dst, skip: str) -> None:
+    for field, value in src.ListFields():
+        if field.name == skip:
+            continue
+        if field.is_repeated:
+            getattr(dst, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(dst, field.name).CopyFrom(value)
+        else:
+            setattr(dst, field.name, value)
 
 
 @dataclass
@@ -565,6 +587,8 @@ class Bench:
                 rows += self.bench_edits()
             if self.photos:
                 rows += self.bench_photos()
+            self.editor.close()  # the runtime's sessions of the rows above (FFHQ: 2.4 GB)
+            release_memory()
             if self.fs3_channels and self.manifest.get("global_directions"):
                 rows.append(self.bench_fs3())
             profiles = []
@@ -614,11 +638,19 @@ class Bench:
         for g in names:
             found = {}
             candidates, files = self.runners(g)
+            costs = {}  # counted while no candidate is open: counting loads the graph file (FFHQ e4e: 2 GB at once)
+            for b in self.graph_batches(g):
+                full = self.input(g, b, cut=False) if g == "text_encoder" else inputs[(g, b)]
+                costs.update({(b, name): self.cost(g, b, files.get(name, "fp32")) for name in candidates})
+                if full.shape != inputs[(g, b)].shape:
+                    costs[b, UNCUT] = self.cost(g, b, "fp32", full.shape[1])
+            release_memory()  # what counting freed (FFHQ e4e: 1 GB)
             # One candidate at a time, interleaved with PyTorch eager, then closed: each holds its own weights and
             # buffers (FFHQ size, all seven candidates of a graph open together: 15 GB). Every row's ratio is to
             # PyTorch in the same interleaving; rows of one graph are timed one after another.
             for v, open_runner in candidates.items():
                 run = open_runner()
+                release_memory()  # what opening freed (an FFHQ e4e session: 1.9 GB of its 3 GB)
                 for b in self.graph_batches(g):
                     x = inputs[(g, b)]
                     xt = torch.from_numpy(x)
@@ -632,9 +664,7 @@ class Bench:
                         stats = self._time(cands)
                     for name in cands:
                         if name != "torch":
-                            length = full.shape[1] if name == UNCUT else None
-                            found[b, name] = Row("graph", g, b, name, stats[name], stats["torch"],
-                                                 self.cost(g, b, files.get(name, "fp32"), length))
+                            found[b, name] = Row("graph", g, b, name, stats[name], stats["torch"], costs[b, name])
                     if v == "fp32":
                         self.log(f"[{self.label}] {g} batch {b}: runtime {stats['fp32'].median * 1e3:.2f} ms, "
                                  f"torch {stats['torch'].median * 1e3:.2f} ms")
@@ -891,7 +921,7 @@ def fs3_seconds_per_image(gen, clip, mean, std, channels: int = 2, n_images: int
 
     if channels < 1:
         raise ValueError(f"need at least one timed channel, got {channels}")
-    batch = batch or 2 * n_images
+    batch = batch or min(2 * n_images, gd.default_batch(gen))  # what `fs3` runs (FFHQ: 1 image; 8 held 11 GB)
     group = max(1, batch // (2 * n_images))
     rows = gen.layout.conv_channels
     shard = (0, max(1, rows // ((channels + 1) * group)))  # the first (channels + 1) groups of rows

@@ -5,9 +5,7 @@ interrupted export leaves no half bundle and never damages an existing one.
 """
 from __future__ import annotations
 
-import ctypes
 import datetime
-import gc
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from precompute.mapper import load_mapper
 from runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST, replace_problem
 from runtime.edit_math import DEFAULT_ALPHA, DEFAULT_BETA, TEMPLATES
 from runtime.edit_settings import check_edit_settings
+from runtime.memory import release_memory
 from runtime.files import atomic_path, check_name_length, read_npy, read_npz, sha256_file, slugify
 
 from . import __version__
@@ -167,16 +166,6 @@ def check_target(out) -> None:
 
 
 CLIP_GRAPHS = ("text_encoder", "image_encoder")
-
-
-def release_memory() -> None:
-    """Collect garbage and hand freed heap memory back to the OS: glibc keeps what a 1 GB model or session
-    freed in its arenas (resident), where the next large allocation would be counted on top of it."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        pass
 
 
 def free_weights(module: torch.nn.Module | None) -> None:

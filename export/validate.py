@@ -28,8 +28,9 @@ from precompute.clip_model import load_clip
 from precompute.encoder import load_encoder
 from precompute.mapper import load_mapper
 from runtime.files import atomic_path, sha256_file
+from runtime.memory import release_memory
 
-from .bundle import Sources, mapper_name, release_memory, write_manifest
+from .bundle import Sources, mapper_name, write_manifest
 from .graphs import InputSampler, clip_graphs, encoder_graph, generator_graphs, mapper_graph
 
 # metric, threshold, whether larger is better; per precision and per kind of output

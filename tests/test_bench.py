@@ -211,6 +211,27 @@ def test_flops_and_bytes_match_a_hand_count(n, tmp_path):
     assert all(d.dim_param == "batch" for d in model.graph.input[0].type.tensor_type.shape.dim[:1])  # not mutated
 
 
+def test_counting_a_graph_does_not_copy_its_weights(monkeypatch):
+    """Shape inference serializes the model it is given: counting must hand it the shapes of the large
+    weights, not their values (an FFHQ e4e encoder's 1 GB held 4 GB while it was counted), and count the same."""
+    model = _tiny_model()
+    big = numpy_helper.from_array(np.zeros((512, 1024), np.float32), "w_big")  # 2 MB
+    model.graph.initializer.append(big)
+    model.graph.node.append(helper.make_node("Identity", ["w_big"], ["w_out"]))
+    model.graph.output.append(helper.make_tensor_value_info("w_out", TensorProto.FLOAT, [512, 1024]))
+    seen = []
+    infer = onnx.shape_inference.infer_shapes
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", lambda m, **k: seen.append(m.ByteSize()) or infer(m, **k))
+    cost = graph_cost(model, 2)
+    assert seen and max(seen) < 64 * 1024, seen  # the model itself is over 2 MB
+    assert model.ByteSize() > 2 * 2**20  # the caller's model keeps its values
+    small = _tiny_model()
+    expected = graph_cost(small, 2)
+    assert cost.flops == expected.flops
+    assert cost.weight_bytes == expected.weight_bytes + 512 * 1024 * 4  # counted from its shape
+    assert cost.io_bytes == expected.io_bytes + 512 * 1024 * 4
+
+
 def test_interleaving_alternates_order():
     calls = []
     stats = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=4, warmup=1, pause=0)

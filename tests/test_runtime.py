@@ -81,6 +81,16 @@ def test_composed_edits_add_up(editor):
     assert kept >= 10 and np.count_nonzero(ds[editor.layout.conv_index()]) == kept  # ToRGB untouched
 
 
+def test_close_drops_sessions_and_the_editor_opens_them_again(bundle):
+    ed = Editor(bundle)
+    w = ed.sample([2, 9])
+    before = ed.edit(w, GlobalEdit("a face with glasses", alpha=2.0, beta=None))
+    assert {"mapping", "styles", "synthesis", "text_encoder"} <= set(ed._sessions) and ed._cache
+    ed.close()
+    assert not ed._sessions and not ed._cache
+    np.testing.assert_array_equal(ed.edit(w, GlobalEdit("a face with glasses", alpha=2.0, beta=None)), before)
+
+
 def test_thread_safety(bundle):
     shared = Editor(bundle)
     w = shared.sample(list(range(4)))
