@@ -68,6 +68,9 @@ ALIGN_CROP = 256  # e4e's crop size (align's default)
 CONTRIB_SAME_SHAPE = {("com.microsoft", "Attention"): 0}
 
 
+FAMILIES = ("generator", "mapper", "clip", "encoder")  # graph families, in the report's order
+
+
 def family(graph: str) -> str:
     if graph == "encoder":
         return "encoder"
@@ -574,28 +577,36 @@ class Bench:
             samples = [("start", *self.hardware())]
             self.log(f"[{self.label}] matmul {samples[0][1]:.1f} GFLOP/s, copy {samples[0][2]:.1f} GB/s, "
                      f"{self.threads} thread(s)")
-            rows, memory = [], []
-            for fam in ("generator", "mapper", "clip", "encoder"):
+            done = {}
+            # The largest graph first, while least is resident (an FFHQ e4e session opens at +2 GB for a moment).
+            for fam in sorted(FAMILIES, key=lambda f: f != "encoder"):
                 names = [g for g in self.specs if family(g) == fam]
                 if names:
-                    fam_rows, mem = self.bench_family(fam, names)
-                    rows += fam_rows
-                    memory.append(mem)
+                    done[fam] = self.bench_family(fam, names)
+            families = [f for f in FAMILIES if f in done]
+            rows, memory = [r for f in families for r in done[f][0]], [done[f][1] for f in families]
+            # Each block below opens the runtime sessions it needs; closing them after it keeps one block's
+            # resident (FFHQ: e4e's 1 GB is not needed by the edit rows).
+            blocks = []
             if "encoder" in self.specs:  # the encoder's whole path (also with --graphs encoder)
-                rows += [self.bench_invert(b) for b in self.batches]
+                blocks.append(lambda: [self.bench_invert(b) for b in self.batches])
             if self.edits:
-                rows += self.bench_edits()
+                blocks.append(self.bench_edits)
             if self.photos:
-                rows += self.bench_photos()
-            self.editor.close()  # the runtime's sessions of the rows above (FFHQ: 2.4 GB)
-            release_memory()
+                blocks.append(self.bench_photos)
+            for block in blocks:
+                rows += block()
+                self.editor.close()
+                release_memory()
             if self.fs3_channels and self.manifest.get("global_directions"):
                 rows.append(self.bench_fs3())
+                release_memory()  # PyTorch's 1024-px activations
             profiles = []
             if self.profile_graphs:
                 for g in self.specs:
                     for b in sorted({self.batches[0]} | ({TEXT_BATCH} if g == "text_encoder" else set())):
                         profiles.append((g, b, self.profile(g, b)))
+                        release_memory()  # the profiled session's
             samples.append(("end", *self.hardware()))
             hw = Hardware(max(s[1] for s in samples), max(s[2] for s in samples), samples)
             for row in rows:
