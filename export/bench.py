@@ -900,6 +900,8 @@ class Bench:
         with torch.inference_mode():
             ds = self.torch_direction(edit)
             ed.global_direction(edit)  # fills the runtime's cache
+            ed.close("text_encoder")  # not needed below: its 158-prompt buffers (FFHQ: ~0.5 GB) go
+            release_memory()  # and PyTorch's
             stats = self._time({"runtime": lambda: whole_photo(ed.invert, lambda w: ed.edit(w, edit)),
                                 "torch": lambda: whole_photo(self.torch_invert,
                                                              lambda w: self.torch_gd_edit(w, ds, edit.alpha))},
@@ -962,6 +964,7 @@ def ort_profile(path, options, providers, x: np.ndarray, runs: int = 3) -> list[
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "ort")
         sess = ort.InferenceSession(str(path), options, providers=providers)
+        release_memory()  # what opening freed, as Editor.session does (FFHQ e4e: 1.9 GB)
         name = sess.get_inputs()[0].name
         for _ in range(runs + 1):
             sess.run(None, {name: x})

@@ -179,12 +179,13 @@ class Editor:
                 self._sessions[graph] = session
             return self._sessions[graph]
 
-    def close(self) -> None:
-        """Drop the open sessions and cached directions, handing their memory back (FFHQ size: gigabytes);
-        the Editor stays usable and opens what it needs again."""
+    def close(self, *graphs: str) -> None:
+        """Close these graphs' sessions (all when none is named) and hand their memory back (FFHQ size:
+        gigabytes); the Editor stays usable and opens a graph again when next needed. Cached text
+        directions and tables stay (small, and valid without their sessions)."""
         with self._lock:
-            self._sessions.clear()
-            self._cache.clear()
+            for graph in graphs or list(self._sessions):
+                self._sessions.pop(graph, None)
         trim_heap()
 
     def run(self, graph: str, x: np.ndarray) -> np.ndarray:

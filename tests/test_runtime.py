@@ -81,14 +81,19 @@ def test_composed_edits_add_up(editor):
     assert kept >= 10 and np.count_nonzero(ds[editor.layout.conv_index()]) == kept  # ToRGB untouched
 
 
-def test_close_drops_sessions_and_the_editor_opens_them_again(bundle):
+def test_close_drops_sessions_and_the_editor_opens_them_again(bundle, monkeypatch):
     ed = Editor(bundle)
     w = ed.sample([2, 9])
-    before = ed.edit(w, GlobalEdit("a face with glasses", alpha=2.0, beta=None))
-    assert {"mapping", "styles", "synthesis", "text_encoder"} <= set(ed._sessions) and ed._cache
+    edit = GlobalEdit("a face with glasses", alpha=2.0, beta=None)
+    before = ed.edit(w, edit)
+    assert {"mapping", "styles", "synthesis", "text_encoder"} <= set(ed._sessions)
+    ed.close("text_encoder")
+    assert "text_encoder" not in ed._sessions and {"mapping", "styles", "synthesis"} <= set(ed._sessions)
     ed.close()
-    assert not ed._sessions and not ed._cache
-    np.testing.assert_array_equal(ed.edit(w, GlobalEdit("a face with glasses", alpha=2.0, beta=None)), before)
+    assert not ed._sessions
+    monkeypatch.setattr(ed, "encode_text", lambda texts: pytest.fail("the cached direction was dropped"))
+    np.testing.assert_array_equal(ed.edit(w, edit), before)  # sessions opened again, the direction cached
+    assert "text_encoder" not in ed._sessions
 
 
 def test_thread_safety(bundle):
