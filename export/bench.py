@@ -561,7 +561,10 @@ class Bench:
         fresh = Editor(self.folder, threads=self.threads)  # its own options: profiling must not leak
         x = self.input(graph, batch)
         path = verify_file(self.folder, self.manifest, self.manifest["graphs"][graph]["variants"][variant]["file"])
-        return ort_profile(path, fresh.options, fresh.providers, x, runs)
+        try:
+            return ort_profile(path, fresh.options, fresh.providers, x, runs)
+        finally:
+            release_memory()  # the profiled session's
 
     def hardware(self) -> tuple[float, float]:
         n, mb = self.hardware_sizes
@@ -577,36 +580,35 @@ class Bench:
             samples = [("start", *self.hardware())]
             self.log(f"[{self.label}] matmul {samples[0][1]:.1f} GFLOP/s, copy {samples[0][2]:.1f} GB/s, "
                      f"{self.threads} thread(s)")
-            done = {}
-            # The largest graph first, while least is resident (an FFHQ e4e session opens at +2 GB for a moment).
+            done, profiled, photo_rows = {}, {}, None
+            # The largest graph first, while least is resident (opening an FFHQ e4e session takes up to 3 GB
+            # for a moment), with the rows that run it (invert, photos) while its session is open; each
+            # family's profiles right after its rows, for the same reason.
             for fam in sorted(FAMILIES, key=lambda f: f != "encoder"):
                 names = [g for g in self.specs if family(g) == fam]
-                if names:
-                    done[fam] = self.bench_family(fam, names)
+                if not names:
+                    continue
+                done[fam] = self.bench_family(fam, names)
+                if fam == "encoder":  # also with --graphs encoder
+                    done[fam][0].extend(self.bench_invert(b) for b in self.batches)
+                    photo_rows = self.bench_photos() if self.photos else []
+                    self.editor.close()
+                    release_memory()
+                profiled[fam] = [(g, b, self.profile(g, b)) for g in names if self.profile_graphs
+                                 for b in sorted({self.batches[0]} | ({TEXT_BATCH} if g == "text_encoder" else set()))]
             families = [f for f in FAMILIES if f in done]
             rows, memory = [r for f in families for r in done[f][0]], [done[f][1] for f in families]
-            # Each block below opens the runtime sessions it needs; closing them after it keeps one block's
-            # resident (FFHQ: e4e's 1 GB is not needed by the edit rows).
-            blocks = []
-            if "encoder" in self.specs:  # the encoder's whole path (also with --graphs encoder)
-                blocks.append(lambda: [self.bench_invert(b) for b in self.batches])
+            profiles = [p for f in families for p in profiled[f]]
             if self.edits:
-                blocks.append(self.bench_edits)
-            if self.photos:
-                blocks.append(self.bench_photos)
-            for block in blocks:
-                rows += block()
-                self.editor.close()
-                release_memory()
+                rows += self.bench_edits()
+            if photo_rows is None and self.photos:  # no encoder: the align rows only
+                photo_rows = self.bench_photos()
+            rows += photo_rows or []
+            self.editor.close()
+            release_memory()
             if self.fs3_channels and self.manifest.get("global_directions"):
                 rows.append(self.bench_fs3())
                 release_memory()  # PyTorch's 1024-px activations
-            profiles = []
-            if self.profile_graphs:
-                for g in self.specs:
-                    for b in sorted({self.batches[0]} | ({TEXT_BATCH} if g == "text_encoder" else set())):
-                        profiles.append((g, b, self.profile(g, b)))
-                        release_memory()  # the profiled session's
             samples.append(("end", *self.hardware()))
             hw = Hardware(max(s[1] for s in samples), max(s[2] for s in samples), samples)
             for row in rows:
