@@ -62,7 +62,7 @@ DEMO_EDITS = (
     EditSpec("purple hair", "a face with purple hair", "hair_color", "purple", alpha=6.0, beta=0.35, strength=1.5),
     EditSpec("blonde hair", "a face with blonde hair", "hair_color", "blonde", "a face with black hair", alpha=2.0,
              beta=0.2),
-    EditSpec("smiling", "a smiling face", "expression", "smiling", alpha=0.5, beta=0.45, strength=1.0),
+    EditSpec("smiling", "a smiling face", "expression", "smiling", alpha=0.5, beta=0.45, strength=1.5),
     EditSpec("glasses", "a face with glasses", "glasses", "yes", "a face without glasses", alpha=1.5, beta=0.7,
              strength=2.5),
     EditSpec("blue eyes", "a face with blue eyes", "eye_color", "blue", "a face with eyes", alpha=10.0, beta=0.65),
