@@ -42,7 +42,7 @@ demo-world: $(STAMP)
 	$(PY) cli.py s-stats --generator $(DEMO)/generator.json --out $(DEMO)/s_stats.npz
 	$(PY) cli.py fs3 --generator $(DEMO)/generator.json --clip $(DEMO)/clip.json --s-stats $(DEMO)/s_stats.npz \
 		--images 40 --workdir build/fs3-demo --ray --out $(DEMO)/fs3.npy  # every core; the single-process table
-	$(MAPPER) "a face with purple hair" --l2-weight 300 --disable medium
+	$(MAPPER) "a face with purple hair" --l2-weight 1000 --disable medium  # fine rows only (docs/edit_tuning.md)
 	$(MAPPER) "a smiling face" --l2-weight 300 --disable fine  # medium rows only (docs/edit_tuning.md)
 	$(MAPPER) "a face with glasses" --l2-weight 1000
 	rm -rf artifacts/bundles/demo  # built from the models above, not an older set

@@ -59,7 +59,7 @@ class EditSpec:
 # identity (the edit shows, the rest stays, the face stays). Sweep tables and trade-off fronts, with the previous
 # CLIP's for comparison: docs/edit_tuning.md.
 DEMO_EDITS = (
-    EditSpec("purple hair", "a face with purple hair", "hair_color", "purple", alpha=6.0, beta=0.35, strength=1.5),
+    EditSpec("purple hair", "a face with purple hair", "hair_color", "purple", alpha=6.0, beta=0.35, strength=3.0),
     EditSpec("blonde hair", "a face with blonde hair", "hair_color", "blonde", "a face with black hair", alpha=2.0,
              beta=0.2),
     EditSpec("smiling", "a smiling face", "expression", "smiling", alpha=0.5, beta=0.45, strength=1.5),
