@@ -26,9 +26,10 @@ demo: $(STAMP)
 
 # Rebuild every shipped demo model from scratch (seeded; each step resumes when rerun). ~3 h on 2 cores.
 DEMO := artifacts/demo
-# Mappers: 4 shifted CLIP views, coarse rows unedited, a per-prompt latent penalty and rows, the identity term
-# with the demo identity network (README).
-MAPPER := $(PY) cli.py train-mapper --clip-views 4 --disable coarse --steps 600 --identity $(DEMO)/identity.json
+# Mappers: 4 shifted CLIP views, coarse rows unedited, the latent penalty l2 300, the identity term with the demo
+# identity network, the keep term outside the edited attribute; per prompt its rows and keep weight (README).
+MAPPER := $(PY) cli.py train-mapper --clip-views 4 --disable coarse --steps 600 --identity $(DEMO)/identity.json \
+	--l2-weight 300
 demo-world: $(STAMP)
 	$(PY) cli.py train-classifier
 	$(PY) cli.py train-identity
@@ -42,9 +43,9 @@ demo-world: $(STAMP)
 	$(PY) cli.py s-stats --generator $(DEMO)/generator.json --out $(DEMO)/s_stats.npz
 	$(PY) cli.py fs3 --generator $(DEMO)/generator.json --clip $(DEMO)/clip.json --s-stats $(DEMO)/s_stats.npz \
 		--images 40 --workdir build/fs3-demo --ray --out $(DEMO)/fs3.npy  # every core; the single-process table
-	$(MAPPER) "a face with purple hair" --l2-weight 1000 --disable medium  # fine rows only (docs/edit_tuning.md)
-	$(MAPPER) "a smiling face" --l2-weight 300 --disable fine  # medium rows only (docs/edit_tuning.md)
-	$(MAPPER) "a face with glasses" --l2-weight 1000
+	$(MAPPER) "a face with purple hair" --disable medium --keep hair_color --keep-weight 200  # docs/edit_tuning.md
+	$(MAPPER) "a smiling face" --disable fine --keep expression --keep-weight 200
+	$(MAPPER) "a face with glasses" --keep glasses --keep-weight 15
 	rm -rf artifacts/bundles/demo  # built from the models above, not an older set
 	$(PY) cli.py demo --out docs/demo.png
 	$(PY) cli.py evaluate --methods C,B --identity $(DEMO)/identity.json --bundle artifacts/bundles/demo

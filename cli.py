@@ -987,13 +987,19 @@ def _load_identity(identity_path):
 @click.option("--disable", multiple=True, type=click.Choice(MAPPER_GROUPS),
               help="Leave this group of W+ rows unedited (repeatable).")
 @_identity_options(0.1, "StyleCLIP's mapper default")
+@click.option("--keep", metavar="ATTRIBUTE", help="Demo world only: keep the pixels outside where the renderer "
+                                                    "draws ATTRIBUTE (e.g. hair_color), irises weighted x10 (HairCLIP's "
+                                                    "background loss; README).")
+@click.option("--keep-weight", default=200.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Weight of the --keep term (the weighted MSE of the pixels, in [-1, 1] units).")
 @_resumable_options
 @click.option("--workdir", type=click.Path(file_okay=False),
               help="Checkpoint; rerunning the same command resumes [build/train/mapper/<prompt slug>].")
 @click.option("--out", type=Output(stem=True),
               help="Weights stem: writes OUT.safetensors and OUT.json [artifacts/demo/mappers/<prompt slug>].")
 def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, clip_weight, l2_weight, truncation,
-                     clip_views, disable, identity_path, id_weight, seed, threads, workdir, stop_at, out):
+                     clip_views, disable, identity_path, id_weight, keep, keep_weight, seed, threads, workdir, stop_at,
+                     out):
     """Train a latent mapper for PROMPT (method B, DESIGN §4.B); `export` ships it, named after OUT."""
     import torch
 
@@ -1002,17 +1008,31 @@ def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, 
 
     if set(disable) >= set(MAPPER_GROUPS):
         raise click.BadParameter("at least one group must stay enabled", param_hint="--disable")
+    if keep is None and click.get_current_context().get_parameter_source("keep_weight") == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--keep-weight needs --keep ATTRIBUTE (the attribute the edit may change)")
+    keep_masks = None
+    if keep is not None:
+        from precompute.demo.keep import KeepMasks
+
+        try:
+            keep_masks = KeepMasks(keep)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--keep") from None
     cfg = MapperTrainConfig(prompt, steps=steps, batch=batch, lr=lr, clip_weight=clip_weight, l2_weight=l2_weight,
                             truncation=truncation, clip_views=clip_views, id_weight=id_weight,
+                            keep_weight=keep_weight if keep_masks else 0.0, keep=keep or "",
                             enabled={g: g not in disable for g in MAPPER_GROUPS}, seed=seed)
     workdir = workdir or f"build/train/mapper/{_slug(prompt)}"
     out = out or f"artifacts/demo/mappers/{_slug(prompt)}"
     check_stem(out)
     identity = _load_identity(identity_path)
     gen, clip = _load_generator_and_clip(generator, clip_path, clip_name)
+    if keep_masks:
+        keep_masks.check_generator(gen)
     torch.set_num_threads(threads)
-    mapper, info = train_mapper(gen, clip, cfg, workdir, identity=identity, stop_at=stop_at)
-    terms = zip(("loss", "clip", "l2", "id"), info["history"][-1][1:])  # the order train_mapper logs them in
+    mapper, info = train_mapper(gen, clip, cfg, workdir, identity=identity, stop_at=stop_at, keep_masks=keep_masks)
+    names = ("loss", "clip", "l2") + ("id",) * (identity is not None and id_weight > 0) + ("keep",) * bool(keep_masks)
+    terms = zip(names, info["history"][-1][1:])  # the order train_mapper logs them in
     click.echo(f"trained steps {info['resumed_from']} -> {info['step']} in {info['seconds']:.1f} s; final "
                + ", ".join(f"{k} {v:.4f}" for k, v in terms))
     if _stopped_early(info, steps):

@@ -1,8 +1,10 @@
 """Method B: training a latent mapper for one prompt (DESIGN §4.B).
 
-Loss = clip * (1 - cos(E_I(G(w')), E_T(t))) + l2 * MSE(w', w) [+ id * L_id(G(w'), G(w))] with
+Loss = clip * (1 - cos(E_I(G(w')), E_T(t))) + l2 * MSE(w', w) [+ id * L_id(G(w'), G(w))]
+       [+ keep * weighted MSE(G(w'), G(w)) outside the edited region] with
 w' = w + 0.1 * M(w); `clip_views` > 1 averages the CLIP term over shifted copies of G(w') (an option
-for small CLIP models, which a mapper otherwise meets with a pixel pattern).
+for small CLIP models, which a mapper otherwise meets with a pixel pattern). The keep term (HairCLIP's
+background loss; not in StyleCLIP) needs per-latent masks: `keep_masks(z)` gives each pixel's weight.
 
 The reference trained 50k steps of Ranger (lr 0.5, batch 2) on e4e-inverted CelebA-HQ latents; here
 the latents are fresh samples (truncation 0.7) every step, and Adam is used (Ranger is not in torch)
@@ -11,6 +13,7 @@ of ~lr on them is ~0.005 on the effective weights.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -34,6 +37,8 @@ class MapperTrainConfig:
     l2_weight: float = 0.8
     id_weight: float = 0.1  # only with an identity network
     truncation: float = 0.7
+    keep_weight: float = 0.0  # > 0 needs keep_masks; `keep` names them (e.g. the demo's "hair_color")
+    keep: str = ""
     clip_views: int = 1  # > 1: the CLIP loss averages shifted copies (styleclip_losses.shifted_views)
     enabled: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(GROUPS, True))
     seed: int = 0
@@ -42,14 +47,27 @@ class MapperTrainConfig:
     def __post_init__(self):
         if not self.prompt.strip():
             raise ValueError("the prompt is empty; describe the edit, e.g. 'a face with purple hair'")
+        if self.keep_weight < 0 or (self.keep_weight > 0) != bool(self.keep):
+            raise ValueError(f"a keep term needs a positive weight and what to keep, got {self.keep_weight} and "
+                             f"{self.keep!r}")
         if self.steps < 1 or self.batch < 1 or self.lr <= 0 or self.clip_views < 1:
             raise ValueError(f"steps, batch, lr and clip_views must be positive, got {self.steps}, {self.batch}, "
                              f"{self.lr}, {self.clip_views}")
 
 
+def keep_loss(edited: torch.Tensor, source: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Per image, the weighted mean squared pixel change (weights [B, 1, H, W], 0 where the edit may change)."""
+    total = weights.sum((1, 2, 3)).clamp(min=1e-8) * edited.shape[1]
+    return (((edited - source) ** 2) * weights).sum((1, 2, 3)) / total
+
+
 def train_mapper(gen: Generator, clip: Clip, cfg: MapperTrainConfig, workdir, identity: IdentityNet | None = None,
-                 progress: bool = True, stop_at: int | None = None) -> tuple[LatentMapper, dict]:
-    """Train (or resume, from `workdir`) a mapper for `cfg.prompt`; returns it and the run info."""
+                 progress: bool = True, stop_at: int | None = None,
+                 keep_masks: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[LatentMapper, dict]:
+    """Train (or resume, from `workdir`) a mapper for `cfg.prompt`; returns it and the run info. With
+    `cfg.keep_weight`, `keep_masks(z)` gives the keep term's pixel weights [B, 1, H, W] for a batch's codes z."""
+    if cfg.keep_weight > 0 and keep_masks is None:
+        raise ValueError(f"the keep term ({cfg.keep!r}) needs keep_masks")
     gen.eval().requires_grad_(False)
     torch.manual_seed(cfg.seed)
     mapper = LatentMapper(MapperConfig(gen.n_latent, gen.config.style_dim, enabled=dict(cfg.enabled), prompt=cfg.prompt))
@@ -66,11 +84,15 @@ def train_mapper(gen: Generator, clip: Clip, cfg: MapperTrainConfig, workdir, id
         views = clip_loss(clip, images, target, cfg.clip_views, step_generator(cfg.seed + 1, step))
         terms = {"clip": views.mean(), "l2": F.mse_loss(w_edit, w)}
         loss = cfg.clip_weight * terms["clip"] + cfg.l2_weight * terms["l2"]
-        if use_id:
+        if use_id or cfg.keep_weight > 0:
             with torch.no_grad():
                 source = gen(w)
+        if use_id:
             terms["id"] = identity_loss(identity, images, source).mean()
             loss = loss + cfg.id_weight * terms["id"]
+        if cfg.keep_weight > 0:
+            terms["keep"] = keep_loss(images, source, keep_masks(z).to(images)).mean()
+            loss = loss + cfg.keep_weight * terms["keep"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -80,6 +102,8 @@ def train_mapper(gen: Generator, clip: Clip, cfg: MapperTrainConfig, workdir, id
     hparams = dict(asdict(cfg), identity=use_id, generator=gen.config.to_dict(), generator_weights=model_digest(gen),
                    clip_weights=model_digest(clip.model))
     hparams.pop("checkpoint_every")
+    if not cfg.keep_weight:  # checkpoints from before the keep term still resume
+        del hparams["keep_weight"], hparams["keep"]
     if use_id and isinstance(identity, torch.nn.Module):  # nor one made with another identity network
         hparams["identity_weights"] = model_digest(identity)
     info = run_training(workdir=workdir, hparams=hparams, model=mapper, optimizer=opt, steps=cfg.steps,
