@@ -987,7 +987,7 @@ def _load_identity(identity_path):
 @click.option("--disable", multiple=True, type=click.Choice(MAPPER_GROUPS),
               help="Leave this group of W+ rows unedited (repeatable).")
 @_identity_options(0.1, "StyleCLIP's mapper default")
-@click.option("--keep", metavar="ATTRIBUTE", help="Demo world only: keep the pixels outside where the renderer "
+@click.option("--keep", default="", metavar="ATTRIBUTE", help="Demo world only: keep the pixels outside where the renderer "
                                                     "draws ATTRIBUTE (e.g. hair_color), irises weighted x10 (HairCLIP's "
                                                     "background loss; README).")
 @click.option("--keep-weight", default=200.0, show_default=True, type=click.FloatRange(0, min_open=True),
@@ -1008,10 +1008,10 @@ def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, 
 
     if set(disable) >= set(MAPPER_GROUPS):
         raise click.BadParameter("at least one group must stay enabled", param_hint="--disable")
-    if keep is None and click.get_current_context().get_parameter_source("keep_weight") == click.core.ParameterSource.COMMANDLINE:
+    if not keep and click.get_current_context().get_parameter_source("keep_weight") == click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--keep-weight needs --keep ATTRIBUTE (the attribute the edit may change)")
     keep_masks = None
-    if keep is not None:
+    if keep:
         from precompute.demo.keep import KeepMasks
 
         try:
@@ -1020,7 +1020,7 @@ def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, 
             raise click.BadParameter(str(err), param_hint="--keep") from None
     cfg = MapperTrainConfig(prompt, steps=steps, batch=batch, lr=lr, clip_weight=clip_weight, l2_weight=l2_weight,
                             truncation=truncation, clip_views=clip_views, id_weight=id_weight,
-                            keep_weight=keep_weight if keep_masks else 0.0, keep=keep or "",
+                            keep=keep, keep_weight=keep_weight,
                             enabled={g: g not in disable for g in MAPPER_GROUPS}, seed=seed)
     workdir = workdir or f"build/train/mapper/{_slug(prompt)}"
     out = out or f"artifacts/demo/mappers/{_slug(prompt)}"

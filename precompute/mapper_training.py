@@ -37,8 +37,8 @@ class MapperTrainConfig:
     l2_weight: float = 0.8
     id_weight: float = 0.1  # only with an identity network
     truncation: float = 0.7
-    keep_weight: float = 0.0  # > 0 needs keep_masks; `keep` names them (e.g. the demo's "hair_color")
-    keep: str = ""
+    keep: str = ""  # what the keep term's masks free (the demo's attribute, e.g. "hair_color"); "": no keep term
+    keep_weight: float = 200.0  # with `keep` (the demo's purple hair and smiling; 1000 left purple hair unedited)
     clip_views: int = 1  # > 1: the CLIP loss averages shifted copies (styleclip_losses.shifted_views)
     enabled: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(GROUPS, True))
     seed: int = 0
@@ -47,9 +47,8 @@ class MapperTrainConfig:
     def __post_init__(self):
         if not self.prompt.strip():
             raise ValueError("the prompt is empty; describe the edit, e.g. 'a face with purple hair'")
-        if self.keep_weight < 0 or (self.keep_weight > 0) != bool(self.keep):
-            raise ValueError(f"a keep term needs a positive weight and what to keep, got {self.keep_weight} and "
-                             f"{self.keep!r}")
+        if self.keep and self.keep_weight <= 0:
+            raise ValueError(f"the keep term needs a positive weight, got {self.keep_weight}")
         if self.steps < 1 or self.batch < 1 or self.lr <= 0 or self.clip_views < 1:
             raise ValueError(f"steps, batch, lr and clip_views must be positive, got {self.steps}, {self.batch}, "
                              f"{self.lr}, {self.clip_views}")
@@ -64,9 +63,9 @@ def keep_loss(edited: torch.Tensor, source: torch.Tensor, weights: torch.Tensor)
 def train_mapper(gen: Generator, clip: Clip, cfg: MapperTrainConfig, workdir, identity: IdentityNet | None = None,
                  progress: bool = True, stop_at: int | None = None,
                  keep_masks: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[LatentMapper, dict]:
-    """Train (or resume, from `workdir`) a mapper for `cfg.prompt`; returns it and the run info. With
-    `cfg.keep_weight`, `keep_masks(z)` gives the keep term's pixel weights [B, 1, H, W] for a batch's codes z."""
-    if cfg.keep_weight > 0 and keep_masks is None:
+    """Train (or resume, from `workdir`) a mapper for `cfg.prompt`; returns it and the run info. With `cfg.keep`,
+    `keep_masks(z)` gives the keep term's pixel weights [B, 1, H, W] for a batch's codes z."""
+    if cfg.keep and keep_masks is None:
         raise ValueError(f"the keep term ({cfg.keep!r}) needs keep_masks")
     gen.eval().requires_grad_(False)
     torch.manual_seed(cfg.seed)
@@ -84,13 +83,13 @@ def train_mapper(gen: Generator, clip: Clip, cfg: MapperTrainConfig, workdir, id
         views = clip_loss(clip, images, target, cfg.clip_views, step_generator(cfg.seed + 1, step))
         terms = {"clip": views.mean(), "l2": F.mse_loss(w_edit, w)}
         loss = cfg.clip_weight * terms["clip"] + cfg.l2_weight * terms["l2"]
-        if use_id or cfg.keep_weight > 0:
+        if use_id or cfg.keep:
             with torch.no_grad():
                 source = gen(w)
         if use_id:
             terms["id"] = identity_loss(identity, images, source).mean()
             loss = loss + cfg.id_weight * terms["id"]
-        if cfg.keep_weight > 0:
+        if cfg.keep:
             terms["keep"] = keep_loss(images, source, keep_masks(z).to(images)).mean()
             loss = loss + cfg.keep_weight * terms["keep"]
         opt.zero_grad(set_to_none=True)
@@ -102,7 +101,7 @@ def train_mapper(gen: Generator, clip: Clip, cfg: MapperTrainConfig, workdir, id
     hparams = dict(asdict(cfg), identity=use_id, generator=gen.config.to_dict(), generator_weights=model_digest(gen),
                    clip_weights=model_digest(clip.model))
     hparams.pop("checkpoint_every")
-    if not cfg.keep_weight:  # checkpoints from before the keep term still resume
+    if not cfg.keep:  # checkpoints from before the keep term still resume
         del hparams["keep_weight"], hparams["keep"]
     if use_id and isinstance(identity, torch.nn.Module):  # nor one made with another identity network
         hparams["identity_weights"] = model_digest(identity)

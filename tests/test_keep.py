@@ -72,12 +72,13 @@ def test_keep_loss_is_the_weighted_mean_squared_change():
     torch.testing.assert_close(keep_loss(edited, source, weights), expected)
 
 
-def test_config_needs_both_a_weight_and_what_to_keep():
-    for weight, keep in ((1.0, ""), (0.0, "glasses"), (-1.0, "glasses")):
-        with pytest.raises(ValueError, match="keep term"):
-            MapperTrainConfig("a face with glasses", keep_weight=weight, keep=keep)
+def test_config_needs_a_positive_weight_and_masks():
+    for weight in (0.0, -1.0):
+        with pytest.raises(ValueError, match="keep term needs a positive weight"):
+            MapperTrainConfig("a face with glasses", keep_weight=weight, keep="glasses")
+    MapperTrainConfig("a face with glasses", keep_weight=0.0)  # no keep term: its weight is unused
     with pytest.raises(ValueError, match="needs keep_masks"):
-        train_mapper(*(None,) * 2, MapperTrainConfig("p", keep_weight=1.0, keep="glasses"), "unused")
+        train_mapper(*(None,) * 2, MapperTrainConfig("p", keep="glasses"), "unused")
 
 
 def test_keep_term_holds_the_pixels_outside_the_region(tmp_path):
