@@ -23,7 +23,7 @@ from .checkpoints import model_digest
 from .clip_model import Clip
 from .training import run_training, step_generator
 from .mapper import GROUPS, LatentMapper, MapperConfig
-from .styleclip_losses import IdentityNet, clip_loss, identity_loss, text_target
+from .styleclip_losses import IdentityNet, clip_loss, identity_loss, keep_loss, text_target
 from .stylegan2 import Generator
 
 
@@ -52,12 +52,6 @@ class MapperTrainConfig:
         if self.steps < 1 or self.batch < 1 or self.lr <= 0 or self.clip_views < 1:
             raise ValueError(f"steps, batch, lr and clip_views must be positive, got {self.steps}, {self.batch}, "
                              f"{self.lr}, {self.clip_views}")
-
-
-def keep_loss(edited: torch.Tensor, source: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Per image, the weighted mean squared pixel change (weights [B, 1, H, W], 0 where the edit may change)."""
-    total = weights.sum((1, 2, 3)).clamp(min=1e-8) * edited.shape[1]
-    return (((edited - source) ** 2) * weights).sum((1, 2, 3)) / total
 
 
 def train_mapper(gen: Generator, clip: Clip, cfg: MapperTrainConfig, workdir, identity: IdentityNet | None = None,

@@ -1,4 +1,5 @@
-"""The losses StyleCLIP's methods A and B share (DESIGN §4): CLIP, latent L2 and a pluggable identity term."""
+"""The losses StyleCLIP's methods A and B share (DESIGN §4): CLIP, latent L2 and a pluggable identity term; and
+method B's keep term (HairCLIP's background loss; the demo world's masks: precompute/demo/keep.py)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -47,3 +48,9 @@ def identity_loss(identity: IdentityNet, edited: torch.Tensor, source: torch.Ten
     with torch.no_grad():
         ref = torch.nn.functional.normalize(identity(source), dim=-1)
     return 1 - (torch.nn.functional.normalize(identity(edited), dim=-1) * ref).sum(-1)
+
+
+def keep_loss(edited: torch.Tensor, source: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Per image [B], the weighted mean squared pixel change (weights [B, 1, H, W], 0 where the edit may change)."""
+    total = weights.sum((1, 2, 3)).clamp(min=1e-8) * edited.shape[1]
+    return (((edited - source) ** 2) * weights).sum((1, 2, 3)) / total

@@ -1,4 +1,4 @@
-"""The keep term of mapper training (precompute/demo/keep.py, mapper_training.keep_loss) on the demo world."""
+"""The keep term (precompute/demo/keep.py, styleclip_losses.keep_loss) of method B on the demo world."""
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +10,8 @@ from precompute.clip_model import load_clip
 from precompute.demo.keep import IRIS_WEIGHT, KeepMasks, check_attribute, keep_mask, region
 from precompute.demo.render import Face, render, sample_faces
 from precompute.demo.train_generator import z_to_face
-from precompute.mapper_training import MapperTrainConfig, keep_loss, train_mapper
+from precompute.mapper_training import MapperTrainConfig, train_mapper
+from precompute.styleclip_losses import keep_loss
 
 DEMO = Path(__file__).resolve().parents[1] / "artifacts" / "demo"
 
