@@ -1316,6 +1316,9 @@ def evaluate_demo_cmd(classifier, clip_path, generator, encoder, skip, n, sample
 @click.option("--steps", default=300, show_default=True, type=click.IntRange(1), help="Method A steps.")
 @click.option("--l2", default=0.008, show_default=True, type=click.FloatRange(0), help="Method A l2 weight.")
 @click.option("--clip-views", default=1, show_default=True, type=click.IntRange(1), help="Method A CLIP views.")
+@click.option("--keep-weight", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="Method A's keep term (method B's, README): the pixels outside the edited attribute's region, "
+                   "from the faces the latents show (0: none).")
 @click.option("--bundle", type=click.Path(file_okay=False), help="Also run B and C through the runtime on this bundle.")
 @click.option("--identity", "identity_path", type=click.Path(dir_okay=False),
               help="Identity network (model_ir_se50.pth, or ours from import-identity): adds an identity column, the "
@@ -1330,7 +1333,8 @@ def evaluate_demo_cmd(classifier, clip_path, generator, encoder, skip, n, sample
 @click.option("--out-dir", type=click.Path(file_okay=False),
               help="Writes edit_quality.md and edits/<edit>.png here (not for sweeps) [docs; docs/inverted with --inverted].")
 def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas, sweep_betas, sweep_neutrals, strength,
-             sweep_strengths, steps, l2, clip_views, bundle, identity_path, id_weight, inverted, demo_dir, threads, out_dir):
+             sweep_strengths, steps, l2, clip_views, keep_weight, bundle, identity_path, id_weight, inverted, demo_dir,
+             threads, out_dir):
     """Edit quality of methods A, B, C (success, preservation, geometry drift, s/edit) as a table and pictures."""
     import torch
 
@@ -1369,7 +1373,7 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
         ev.edit_math.DEFAULT_ALPHA if alpha is None else alpha, ev.edit_math.DEFAULT_BETA if beta is None else beta)
     from precompute.optimization import OptimizeConfig
 
-    method_a = OptimizeConfig(steps=steps, l2=l2, clip_views=clip_views, identity=id_weight)
+    method_a = OptimizeConfig(steps=steps, l2=l2, clip_views=clip_views, identity=id_weight, keep_weight=keep_weight)
     latents = ev.inverted_wplus(world.encoder, n, seed) if inverted else None
     rows, pictures = ev.evaluate_edits(world.gen, world.classifier, edits,
                                        world.methods(chosen, default, method_a, bundle, strength, identity), n, seed,
@@ -1378,6 +1382,7 @@ def evaluate(methods, edit_names, n, seed, truncation, alpha, beta, sweep_alphas
     click.echo(ev.format_table(rows))
     options = f" --steps {steps} --l2 {l2:g} --clip-views {clip_views}" if "A" in chosen else ""
     options += f" --id-weight {id_weight:g}" if "A" in chosen and identity_path else ""
+    options += f" --keep-weight {keep_weight:g}" if "A" in chosen and keep_weight else ""
     options += f" --edits '{edit_names}'" if edit_names else ""
     options += f" --identity {identity_path}" if identity_path else ""
     options += "".join(f" --{k} {v:g}" for k, v in (("alpha", alpha), ("beta", beta), ("strength", strength)) if v is not None)

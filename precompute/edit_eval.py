@@ -28,6 +28,7 @@ from runtime.images import grid, save_png
 from .demo.classifier import AttributeClassifier, read_attributes
 from .demo.colour import COLOUR_ATTRIBUTES, SPILL_DELTA_E, SPILL_MARGIN, ColourJudge
 from .demo.edits import DEMO_EDITS, EditSpec, find_edits  # noqa: F401  (re-exported)
+from .demo.keep import faces_of_codes, is_demo_generator
 from .demo.render import ATTRIBUTE_NAMES, ATTRIBUTES, Face
 from .demo.training import to_model_input, to_uint8
 
@@ -74,7 +75,7 @@ class GlobalDirections:
         return edit_math.style_direction(r, beta, self.std, self.gen.layout)
 
     @torch.no_grad()
-    def __call__(self, wplus: torch.Tensor, spec: EditSpec) -> np.ndarray:
+    def __call__(self, wplus: torch.Tensor, spec: EditSpec, faces: list[Face] | None = None) -> np.ndarray:
         alpha, beta = self.setting(spec)
         ds = self.direction(spec, beta)
         s = torch.cat(self.gen.styles(wplus), 1).numpy()
@@ -101,7 +102,7 @@ class Mappers:
         return f"strength {self.setting(spec):g}"
 
     @torch.no_grad()
-    def __call__(self, wplus: torch.Tensor, spec: EditSpec) -> np.ndarray:
+    def __call__(self, wplus: torch.Tensor, spec: EditSpec, faces: list[Face] | None = None) -> np.ndarray:
         return to_uint8(self.gen(self.mappers[spec.target.lower()].edit(wplus, self.setting(spec))))
 
 
@@ -119,12 +120,23 @@ class Optimization:
     def describe(self, spec: EditSpec) -> str:
         views = f", {self.cfg.clip_views} views" if self.cfg.clip_views > 1 else ""
         ids = f", id {self.cfg.identity:g}" if self.identity is not None and self.cfg.identity > 0 else ""
-        return f"{self.cfg.steps} steps, lr {self.cfg.lr:g}, l2 {self.cfg.l2:g}{views}{ids}"
+        keep = f", keep {self.cfg.keep_weight:g}" if self.cfg.keep_weight > 0 else ""
+        return f"{self.cfg.steps} steps, lr {self.cfg.lr:g}, l2 {self.cfg.l2:g}{views}{ids}{keep}"
 
-    def __call__(self, wplus: torch.Tensor, spec: EditSpec) -> np.ndarray:
+    def __call__(self, wplus: torch.Tensor, spec: EditSpec, faces: list[Face] | None = None) -> np.ndarray:
+        """`faces`: what each latent shows, for the keep term's masks (outside the edited attribute's region)."""
         from .optimization import optimize_latents
 
-        w, _ = optimize_latents(self.gen, self.clip, spec.target, wplus, self.cfg, identity=self.identity, progress=False)
+        keep = None
+        if self.cfg.keep_weight > 0:
+            if faces is None:
+                raise ValueError("method A's keep term needs the faces the latents show: the demo world's sampled "
+                                 "latents or inverted renders")
+            from .demo.keep import keep_weights
+
+            keep = keep_weights(faces, spec.attribute)
+        w, _ = optimize_latents(self.gen, self.clip, spec.target, wplus, self.cfg, identity=self.identity,
+                                progress=False, keep=keep)
         with torch.no_grad():
             return to_uint8(self.gen(w))
 
@@ -156,7 +168,7 @@ class RuntimeMethod:
         edit = self._edit(spec)
         return describe_global(edit.alpha, edit.beta, edit.neutral) if self.kind == "global" else f"strength {edit.strength:g}"
 
-    def __call__(self, wplus: torch.Tensor, spec: EditSpec) -> np.ndarray:
+    def __call__(self, wplus: torch.Tensor, spec: EditSpec, faces: list[Face] | None = None) -> np.ndarray:
         return self.editor.edit(wplus.numpy(), self._edit(spec))
 
 
@@ -277,11 +289,15 @@ def identity_features(identity, images: np.ndarray, batch: int) -> torch.Tensor:
     return torch.nn.functional.normalize(torch.cat(feats), dim=1)
 
 
+def sample_codes(gen, n: int, seed: int) -> torch.Tensor:
+    """n codes z [n, style_dim] from numpy's generator (seed)."""
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal((n, gen.config.style_dim), dtype=np.float32))
+
+
 def sample_wplus(gen, n: int, seed: int, psi: float) -> torch.Tensor:
-    """W+ of n latents: z from numpy's generator (seed), mapped and truncated."""
-    z = torch.from_numpy(np.random.default_rng(seed).standard_normal((n, gen.config.style_dim), dtype=np.float32))
+    """W+ of n latents: `sample_codes`, mapped and truncated."""
     with torch.no_grad():
-        return gen.wplus_from_z(z, psi)
+        return gen.wplus_from_z(sample_codes(gen, n, seed), psi)
 
 
 class Inverted(NamedTuple):
@@ -313,7 +329,11 @@ def evaluate_edits(gen, classifier, edits, methods, n: int = 200, seed: int = 0,
     from tqdm.auto import tqdm
 
     wplus, faces = wplus if isinstance(wplus, Inverted) else (wplus, None)
-    wplus = sample_wplus(gen, n, seed, psi) if wplus is None else wplus
+    shown = faces  # what each latent shows, for method A's keep term: the renders, or what sampled codes name
+    if wplus is None:
+        wplus = sample_wplus(gen, n, seed, psi)
+        if is_demo_generator(gen):
+            shown = faces_of_codes(sample_codes(gen, n, seed))
     n = len(wplus)
     with torch.no_grad():
         originals = np.concatenate([to_uint8(gen(wplus[i:i + batch])) for i in range(0, n, batch)])
@@ -328,7 +348,8 @@ def evaluate_edits(gen, classifier, edits, methods, n: int = 200, seed: int = 0,
     for spec, method in bar:
         bar.set_postfix_str(f"{spec.name} / {method.label}")
         start = time.perf_counter()
-        edited = np.concatenate([method(wplus[i:i + batch], spec) for i in range(0, n, batch)])
+        edited = np.concatenate([method(wplus[i:i + batch], spec, None if shown is None else shown[i:i + batch])
+                                 for i in range(0, n, batch)])
         seconds = (time.perf_counter() - start) / n
         colour = colours.score(edited, spec.attribute, spec.value) if spec.attribute in COLOUR_ATTRIBUTES else None
         rows.append({"edit": spec.name, "method": method.label, "setting": method.describe(spec),

@@ -99,3 +99,50 @@ def test_keep_term_holds_the_pixels_outside_the_region(tmp_path):
             w = gen.wplus_from_z(z, 0.7)
             changes[weight] = keep_loss(gen(mapper.edit(w)), gen(w), masks(z)).mean().item()
     assert changes[2000.0] < 0.5 * changes[0.0], changes
+
+
+def test_method_a_keep_term_holds_the_pixels_outside_the_region():
+    """Method A with and without the term, the same start (demo world, glasses): the kept pixels change less."""
+    from precompute.demo.keep import faces_of_codes, keep_weights
+    from precompute.optimization import OptimizeConfig, optimize_latents
+
+    gen, clip = load_generator(DEMO / "generator.json"), load_clip(weights=DEMO / "clip.json")
+    z = torch.randn(3, 128, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        w0 = gen.wplus_from_z(z, 0.7)
+        source = gen(w0)
+    keep = keep_weights(faces_of_codes(z), "glasses")
+    changes = {}
+    for weight in (0.0, 2000.0):
+        w, history = optimize_latents(gen, clip, "a face with glasses", w0, OptimizeConfig(steps=20, l2=0.0,
+                                      keep_weight=weight), progress=False, keep=keep)
+        assert ("keep" in history[0]) == bool(weight)
+        with torch.no_grad():
+            changes[weight] = keep_loss(gen(w), source, keep).mean().item()
+    assert changes[2000.0] < 0.5 * changes[0.0], changes
+    with pytest.raises(ValueError, match="one weight map per latent"):
+        optimize_latents(gen, clip, "a face with glasses", w0, OptimizeConfig(steps=1, keep_weight=1.0), progress=False)
+
+
+def test_evaluation_gives_method_a_the_faces_its_latents_show(models):
+    """Sampled demo latents: the faces their codes name; another generator's: none, and the keep term says so."""
+    from precompute import edit_eval as ev
+    from precompute.demo.classifier import load_classifier
+    from precompute.optimization import OptimizeConfig
+
+    seen = []
+
+    class Spy(ev.Optimization):
+        def __call__(self, wplus, spec, faces=None):
+            seen.append(faces)
+            return super().__call__(wplus, spec, faces)
+
+    gen, clip = load_generator(DEMO / "generator.json"), load_clip(weights=DEMO / "clip.json")
+    classifier = load_classifier(DEMO / "classifier.json")
+    spy = Spy(gen, clip, OptimizeConfig(steps=1, keep_weight=1.0))
+    ev.evaluate_edits(gen, classifier, ev.find_edits(["glasses"]), [spy], n=3, seed=4, examples=0, progress=False)
+    assert seen[0] == ev.faces_of_codes(ev.sample_codes(gen, 3, 4))
+    other = load_generator(models["generator"])
+    with pytest.raises(ValueError, match="keep term needs the faces"):
+        ev.Optimization(other, clip, OptimizeConfig(steps=1, keep_weight=1.0))(
+            ev.sample_wplus(other, 2, 0, 0.7), ev.find_edits(["glasses"])[0])

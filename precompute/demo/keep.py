@@ -61,11 +61,25 @@ class KeepMasks:
     @staticmethod
     def check_generator(gen) -> None:
         """ValueError unless `gen` is the demo world's generator, whose z names a face the renderer can draw."""
-        if gen.config.to_dict() != DEMO_CONFIG.to_dict():
+        if not is_demo_generator(gen):
             raise ValueError("the keep term needs the demo world's generator (its latent codes name the faces the "
                              "renderer draws, which give the masks); this generator is another one")
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        attrs, geometry = z_to_face(z.detach().cpu().numpy())
-        faces = [Face(tuple(int(a) for a in at), tuple(float(g) for g in ge)) for at, ge in zip(attrs, geometry)]
-        return torch.from_numpy(np.stack([keep_mask(f, self.attribute) for f in faces])[:, None])
+        return keep_weights(faces_of_codes(z), self.attribute)
+
+
+def is_demo_generator(gen) -> bool:
+    """Whether `gen` has the demo world's architecture, whose codes name faces (`faces_of_codes`)."""
+    return gen.config.to_dict() == DEMO_CONFIG.to_dict()
+
+
+def faces_of_codes(z: torch.Tensor) -> list[Face]:
+    """The faces the demo generator's codes z [B, 128] name (what it was trained to draw from them)."""
+    attrs, geometry = z_to_face(z.detach().cpu().numpy())
+    return [Face(tuple(int(a) for a in at), tuple(float(g) for g in ge)) for at, ge in zip(attrs, geometry)]
+
+
+def keep_weights(faces: list[Face], attribute: str) -> torch.Tensor:
+    """`keep_mask` of each face, as the keep term takes them: float32 [B, 1, 64, 64]."""
+    return torch.from_numpy(np.stack([keep_mask(f, attribute) for f in faces])[:, None])
