@@ -329,11 +329,11 @@ def evaluate_edits(gen, classifier, edits, methods, n: int = 200, seed: int = 0,
     from tqdm.auto import tqdm
 
     wplus, faces = wplus if isinstance(wplus, Inverted) else (wplus, None)
-    shown = faces  # what each latent shows, for method A's keep term: the renders, or what sampled codes name
+    named = faces  # what each latent shows, for method A's keep term: the renders, or what sampled codes name
     if wplus is None:
         wplus = sample_wplus(gen, n, seed, psi)
         if is_demo_generator(gen):
-            shown = faces_of_codes(sample_codes(gen, n, seed))
+            named = faces_of_codes(sample_codes(gen, n, seed))
     n = len(wplus)
     with torch.no_grad():
         originals = np.concatenate([to_uint8(gen(wplus[i:i + batch])) for i in range(0, n, batch)])
@@ -348,7 +348,7 @@ def evaluate_edits(gen, classifier, edits, methods, n: int = 200, seed: int = 0,
     for spec, method in bar:
         bar.set_postfix_str(f"{spec.name} / {method.label}")
         start = time.perf_counter()
-        edited = np.concatenate([method(wplus[i:i + batch], spec, None if shown is None else shown[i:i + batch])
+        edited = np.concatenate([method(wplus[i:i + batch], spec, None if named is None else named[i:i + batch])
                                  for i in range(0, n, batch)])
         seconds = (time.perf_counter() - start) / n
         colour = colours.score(edited, spec.attribute, spec.value) if spec.attribute in COLOUR_ATTRIBUTES else None

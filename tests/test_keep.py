@@ -140,8 +140,9 @@ def test_evaluation_gives_method_a_the_faces_its_latents_show(models):
     gen, clip = load_generator(DEMO / "generator.json"), load_clip(weights=DEMO / "clip.json")
     classifier = load_classifier(DEMO / "classifier.json")
     spy = Spy(gen, clip, OptimizeConfig(steps=1, keep_weight=1.0))
-    ev.evaluate_edits(gen, classifier, ev.find_edits(["glasses"]), [spy], n=3, seed=4, examples=0, progress=False)
-    assert seen[0] == ev.faces_of_codes(ev.sample_codes(gen, 3, 4))
+    ev.evaluate_edits(gen, classifier, ev.find_edits(["glasses", "smiling"]), [spy], n=3, seed=4, examples=2,
+                      progress=False)
+    assert seen[0] == seen[1] == ev.faces_of_codes(ev.sample_codes(gen, 3, 4))  # every edit's
     other = load_generator(models["generator"])
     with pytest.raises(ValueError, match="keep term needs the faces"):
         ev.Optimization(other, clip, OptimizeConfig(steps=1, keep_weight=1.0))(
