@@ -28,7 +28,7 @@ from runtime.images import grid, save_png
 from .demo.classifier import AttributeClassifier, read_attributes
 from .demo.colour import COLOUR_ATTRIBUTES, SPILL_DELTA_E, SPILL_MARGIN, ColourJudge
 from .demo.edits import DEMO_EDITS, EditSpec, find_edits  # noqa: F401  (re-exported)
-from .demo.keep import faces_of_codes, is_demo_generator
+from .demo.keep import faces_of_codes, is_demo_generator, keep_weights
 from .demo.render import ATTRIBUTE_NAMES, ATTRIBUTES, Face
 from .demo.training import to_model_input, to_uint8
 
@@ -132,8 +132,6 @@ class Optimization:
             if faces is None:
                 raise ValueError("method A's keep term needs the faces the latents show: the demo world's sampled "
                                  "latents or inverted renders")
-            from .demo.keep import keep_weights
-
             keep = keep_weights(faces, spec.attribute)
         w, _ = optimize_latents(self.gen, self.clip, spec.target, wplus, self.cfg, identity=self.identity,
                                 progress=False, keep=keep)

@@ -1,4 +1,4 @@
-"""The keep term's masks for mapper training in the demo world: which pixels an edit should leave alone.
+"""The keep term's masks in the demo world (mapper training, method A): which pixels an edit should leave alone.
 
 StyleCLIP's mapper loss (CLIP, latent L2, identity) lets a hair-colour mapper tint the face and recolour the
 irises: the demo identity network ignores colour by design and the latent penalty is blind to where a change
