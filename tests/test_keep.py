@@ -1,4 +1,4 @@
-"""The keep term (precompute/demo/keep.py, styleclip_losses.keep_loss) of method B on the demo world."""
+"""The keep term (precompute/demo/keep.py, styleclip_losses.keep_loss) of methods B and A on the demo world."""
 from pathlib import Path
 
 import numpy as np
