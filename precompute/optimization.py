@@ -1,7 +1,7 @@
 """Method A: text-guided latent optimization in W+ (DESIGN §4.A).
 
 Loss per latent: (1 - cos(E_I(G(w)), E_T(t))) + l2 * sum((w - w_s)^2) + id * L_id [+ keep * the keep
-term, method B's (styleclip_losses.keep_loss), with each latent's pixel weights], the CLIP term optionally
+term (styleclip_losses.keep_loss) with each latent's pixel weights], the CLIP term optionally
 averaged over shifted copies of the image (`clip_views`; the same shifts for every latent, so batching
 still does not couple them). Adam at lr 0.1 with StyleCLIP's schedule: linear ramp-up
 over the first 5 % of steps, cosine ramp-down over the last 25 % (so the first step has lr 0). A batch

@@ -1,5 +1,5 @@
-"""The losses StyleCLIP's methods A and B share (DESIGN §4): CLIP, latent L2 and a pluggable identity term; and
-method B's keep term (HairCLIP's background loss; the demo world's masks: precompute/demo/keep.py)."""
+"""The losses StyleCLIP's methods A and B share (DESIGN §4): CLIP, latent L2, a pluggable identity term, and the
+keep term (HairCLIP's background loss, not StyleCLIP's; the demo world's masks: precompute/demo/keep.py)."""
 from __future__ import annotations
 
 from typing import Callable
