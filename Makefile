@@ -50,8 +50,8 @@ demo-world: $(STAMP)
 	$(PY) cli.py demo --out docs/demo.png
 	$(PY) cli.py evaluate --methods C,B --identity $(DEMO)/identity.json --bundle artifacts/bundles/demo
 	$(PY) cli.py evaluate --methods C,B --inverted --identity $(DEMO)/identity.json --bundle artifacts/bundles/demo
-	$(PY) cli.py evaluate --methods A --edits "purple hair,smiling,glasses" -n 200 --seed 0 --steps 100 --l2 0.5 --clip-views 4 \
-		--identity $(DEMO)/identity.json --id-weight 0.1 --keep-weight 15 --out-dir docs/method_a
+	$(PY) cli.py evaluate --methods A --edits "purple hair,smiling,glasses" -n 200 --seed 0 --steps 100 --l2 0.3 --clip-views 4 \
+		--identity $(DEMO)/identity.json --id-weight 0.1 --keep-weight 30 --out-dir docs/method_a
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
