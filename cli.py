@@ -1031,8 +1031,7 @@ def train_mapper_cmd(prompt, generator, clip_path, clip_name, steps, batch, lr, 
         keep_masks.check_generator(gen)
     torch.set_num_threads(threads)
     mapper, info = train_mapper(gen, clip, cfg, workdir, identity=identity, stop_at=stop_at, keep_masks=keep_masks)
-    names = ("loss", "clip", "l2") + ("id",) * (identity is not None and id_weight > 0) + ("keep",) * bool(keep_masks)
-    terms = zip(names, info["history"][-1][1:])  # the order train_mapper logs them in
+    terms = zip(info["terms"], info["history"][-1][1:])
     click.echo(f"trained steps {info['resumed_from']} -> {info['step']} in {info['seconds']:.1f} s; final "
                + ", ".join(f"{k} {v:.4f}" for k, v in terms))
     if _stopped_early(info, steps):

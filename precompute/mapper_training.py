@@ -57,7 +57,8 @@ class MapperTrainConfig:
 def train_mapper(gen: Generator, clip: Clip, cfg: MapperTrainConfig, workdir, identity: IdentityNet | None = None,
                  progress: bool = True, stop_at: int | None = None,
                  keep_masks: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[LatentMapper, dict]:
-    """Train (or resume, from `workdir`) a mapper for `cfg.prompt`; returns it and the run info. With `cfg.keep`,
+    """Train (or resume, from `workdir`) a mapper for `cfg.prompt`; returns it and the run info (run_training's,
+    and "terms": the names of each history row's values after its step). With `cfg.keep`,
     `keep_masks(z)` gives the keep term's pixel weights [B, 1, H, W] for a batch's codes z."""
     if cfg.keep and keep_masks is None:
         raise ValueError(f"the keep term ({cfg.keep!r}) needs keep_masks")
@@ -102,4 +103,5 @@ def train_mapper(gen: Generator, clip: Clip, cfg: MapperTrainConfig, workdir, id
     info = run_training(workdir=workdir, hparams=hparams, model=mapper, optimizer=opt, steps=cfg.steps,
                         step_fn=step_fn, lr_fn=lambda step, group: cfg.lr, checkpoint_every=cfg.checkpoint_every,
                         stop_at=stop_at, desc=f"mapper {cfg.prompt!r}", progress=progress)
+    info["terms"] = ["loss", "clip", "l2"] + ["id"] * use_id + ["keep"] * bool(cfg.keep)  # step_fn's, in its order
     return mapper.eval(), info

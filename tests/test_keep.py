@@ -94,6 +94,7 @@ def test_keep_term_holds_the_pixels_outside_the_region(tmp_path):
         mapper, info = train_mapper(gen, clip, cfg, tmp_path / str(weight), progress=False,
                                     keep_masks=masks if weight else None)
         assert len(info["history"][-1]) == 4 + bool(weight)  # step, loss, clip, l2 [, keep]
+        assert info["terms"] == ["loss", "clip", "l2"] + ["keep"] * bool(weight)
         z = torch.randn(16, 128, generator=torch.Generator().manual_seed(123))
         with torch.no_grad():
             w = gen.wplus_from_z(z, 0.7)
